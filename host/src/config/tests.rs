@@ -1,0 +1,577 @@
+//! Every test states the exact pipeline or the exact messages, line numbers included: the
+//! messages are the interface users see.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+
+/// The smallest valid file; tests that add a line put it at line 12 or later.
+const MINIMAL: &str = r#"[kafka.common]
+"bootstrap.servers" = "broker:9092"
+[source]
+topics = ["in"]
+group_id = "group"
+[sink]
+topic = "out"
+[transaction]
+id_prefix = "prefix"
+[[transform]]
+plugin = "libcopy.so"
+"#;
+
+fn parse_ok(text: &str) -> Pipeline {
+    match parse(text, Path::new("pipeline.toml"), Path::new("/base")) {
+        Ok(pipeline) => pipeline,
+        Err(error) => panic!("expected a valid pipeline, got:\n{error}"),
+    }
+}
+
+fn problems(text: &str) -> Vec<String> {
+    match parse(text, Path::new("pipeline.toml"), Path::new("/base")) {
+        Ok(pipeline) => panic!("expected problems, got {pipeline:#?}"),
+        Err(error) => error.problems().to_vec(),
+    }
+}
+
+fn strings(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect()
+}
+
+#[test]
+fn full_config_round_trips() {
+    let text = r#"
+[kafka.common]
+"bootstrap.servers" = "k1:9092,k2:9092"
+"client.id" = "txform"
+[kafka.consumer]
+"session.timeout.ms" = 10000
+"enable.partition.eof" = false
+[kafka.producer]
+"linger.ms" = 5
+"batch.size.factor" = 1.5 # names are checked by librdkafka, not here
+
+[source]
+topics = ["a", "b"]
+group_id = "demo"
+
+[sink]
+topic = "out"
+
+[transaction]
+guarantee = "at-least-once"
+id_prefix = "demo"
+instance_id = "7"
+static_membership = false
+
+[batch]
+max_records = 500
+max_wait_ms = 250
+
+[errors]
+max_retries = 3
+initial_backoff_ms = 50
+max_backoff_ms = 2000
+
+[log]
+stats_interval_secs = 30
+
+[[transform]]
+name = "parse"
+plugin = "plugins/libjson.so"
+[transform.config]
+fields = ["id", "ts"]
+nested = { depth = 2, ratio = 0.25 }
+when = 1979-05-27T07:32:00Z
+
+[[transform]]
+plugin = "/opt/txform/libtxform_passthrough.so"
+"#;
+    let expected = Pipeline {
+        origin: PathBuf::from("pipeline.toml"),
+        kafka: KafkaProperties {
+            common: strings(&[
+                ("bootstrap.servers", "k1:9092,k2:9092"),
+                ("client.id", "txform"),
+            ]),
+            consumer: strings(&[
+                ("session.timeout.ms", "10000"),
+                ("enable.partition.eof", "false"),
+            ]),
+            producer: strings(&[("linger.ms", "5"), ("batch.size.factor", "1.5")]),
+        },
+        source: Source {
+            topics: vec!["a".to_string(), "b".to_string()],
+            group_id: "demo".to_string(),
+        },
+        sink: Sink {
+            topic: "out".to_string(),
+        },
+        transaction: Transaction {
+            guarantee: Guarantee::AtLeastOnce,
+            id_prefix: "demo".to_string(),
+            instance_id: "7".to_string(),
+            static_membership: false,
+        },
+        batch: Batch {
+            max_records: 500,
+            max_wait: Duration::from_millis(250),
+        },
+        errors: ErrorPolicy {
+            max_retries: 3,
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(2000),
+        },
+        log: LogSettings {
+            stats_interval: Duration::from_secs(30),
+        },
+        transforms: vec![
+            TransformSpec {
+                name: "parse".to_string(),
+                plugin: PathBuf::from("/base/plugins/libjson.so"),
+                config_json: r#"{"fields":["id","ts"],"nested":{"depth":2,"ratio":0.25},"when":"1979-05-27T07:32:00Z"}"#
+                    .to_string(),
+                line: 37,
+            },
+            TransformSpec {
+                name: "txform_passthrough".to_string(),
+                plugin: PathBuf::from("/opt/txform/libtxform_passthrough.so"),
+                config_json: "{}".to_string(),
+                line: 45,
+            },
+        ],
+    };
+    let pipeline = parse_ok(text);
+    assert_eq!(pipeline, expected);
+    assert_eq!(pipeline.transactional_id(), "demo-7");
+    assert_eq!(pipeline.location(37), "pipeline.toml:37");
+}
+
+#[test]
+fn omitted_keys_take_their_defaults() {
+    let pipeline = parse_ok(MINIMAL);
+    assert_eq!(pipeline.kafka.consumer, Vec::new());
+    assert_eq!(pipeline.kafka.producer, Vec::new());
+    assert_eq!(
+        pipeline.transaction,
+        Transaction {
+            guarantee: Guarantee::ExactlyOnce,
+            id_prefix: "prefix".to_string(),
+            instance_id: "0".to_string(),
+            static_membership: true,
+        }
+    );
+    assert_eq!(
+        pipeline.batch,
+        Batch {
+            max_records: 1000,
+            max_wait: Duration::from_millis(100),
+        }
+    );
+    assert_eq!(
+        pipeline.errors,
+        ErrorPolicy {
+            max_retries: 5,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(10_000),
+        }
+    );
+    assert_eq!(
+        pipeline.log,
+        LogSettings {
+            stats_interval: Duration::from_secs(10),
+        }
+    );
+    assert_eq!(
+        pipeline.transforms,
+        vec![TransformSpec {
+            name: "copy".to_string(),
+            plugin: PathBuf::from("/base/libcopy.so"),
+            config_json: "{}".to_string(),
+            line: 10,
+        }]
+    );
+    assert_eq!(pipeline.transactional_id(), "prefix-0");
+}
+
+#[test]
+fn instance_id_override_changes_the_transactional_id() {
+    let pipeline = parse_ok(MINIMAL).with_instance_id("3".to_string());
+    assert_eq!(pipeline.transaction.instance_id, "3");
+    assert_eq!(pipeline.transactional_id(), "prefix-3");
+}
+
+#[test]
+fn unknown_key_names_the_key_and_its_line() {
+    let text = format!("{MINIMAL}[batch]\nmax_record = 10\n");
+    assert_eq!(
+        problems(&text),
+        ["pipeline.toml:13: unknown field `max_record`, expected `max_records` or `max_wait_ms`"]
+    );
+}
+
+#[test]
+fn wrong_type_points_at_the_value() {
+    let text = format!("{MINIMAL}[errors]\n\nmax_retries = \"three\"\n");
+    assert_eq!(
+        problems(&text),
+        ["pipeline.toml:14: invalid type: string \"three\", expected i64"]
+    );
+}
+
+#[test]
+fn wrong_variant_lists_the_accepted_ones() {
+    let text = MINIMAL.replace(
+        "id_prefix = \"prefix\"",
+        "id_prefix = \"prefix\"\nguarantee = \"exactly_once\"",
+    );
+    assert_eq!(
+        problems(&text),
+        ["pipeline.toml:10: unknown variant `exactly_once`, expected `exactly-once` or `at-least-once`"]
+    );
+}
+
+#[test]
+fn out_of_range_values_name_the_key_and_the_range() {
+    let text = format!(
+        "{MINIMAL}[batch]\nmax_records = 0\nmax_wait_ms = 60001\n[log]\nstats_interval_secs = -1\n"
+    );
+    assert_eq!(
+        problems(&text),
+        [
+            "pipeline.toml:13: `batch.max_records` must be between 1 and 100000, got 0",
+            "pipeline.toml:14: `batch.max_wait_ms` must be between 1 and 60000, got 60001",
+            "pipeline.toml:16: `log.stats_interval_secs` must be between 1 and 3600, got -1",
+        ]
+    );
+}
+
+#[test]
+fn backoff_must_not_start_above_its_maximum() {
+    let text = format!("{MINIMAL}[errors]\ninitial_backoff_ms = 20000\n");
+    assert_eq!(
+        problems(&text),
+        ["pipeline.toml:13: `errors.initial_backoff_ms` (20000) must not be greater than `errors.max_backoff_ms` (10000)"]
+    );
+    let text = format!("{MINIMAL}[errors]\nmax_backoff_ms = 50\n");
+    assert_eq!(
+        problems(&text),
+        ["pipeline.toml:13: `errors.initial_backoff_ms` (100) must not be greater than `errors.max_backoff_ms` (50)"]
+    );
+}
+
+#[test]
+fn missing_tables_are_all_reported_at_line_1() {
+    let text = "[sink]\ntopic = \"out\"\n";
+    assert_eq!(
+        problems(text),
+        [
+            "pipeline.toml:1: missing table [kafka.common]",
+            "pipeline.toml:1: missing table [source]",
+            "pipeline.toml:1: missing table [transaction]",
+            "pipeline.toml:1: missing table [[transform]]: the chain needs at least one transform",
+        ]
+    );
+}
+
+#[test]
+fn missing_source_is_reported_with_the_other_problems() {
+    let text = MINIMAL
+        .replace("[source]\ntopics = [\"in\"]\ngroup_id = \"group\"\n", "")
+        .replace("id_prefix = \"prefix\"", "id_prefix = \"\"");
+    assert_eq!(
+        problems(&text),
+        [
+            "pipeline.toml:1: missing table [source]",
+            "pipeline.toml:6: `transaction.id_prefix` must not be empty",
+        ]
+    );
+}
+
+#[test]
+fn missing_key_names_its_table() {
+    let text = MINIMAL.replace("group_id = \"group\"\n", "");
+    assert_eq!(
+        problems(&text),
+        ["pipeline.toml:3: missing field `group_id` in [source]"]
+    );
+    let text = MINIMAL.replace("\"bootstrap.servers\" = \"broker:9092\"\n", "");
+    assert_eq!(
+        problems(&text),
+        ["pipeline.toml:1: missing property \"bootstrap.servers\" in [kafka.common]"]
+    );
+    let text = format!("{MINIMAL}\n[[transform]]\nname = \"second\"\n");
+    assert_eq!(
+        problems(&text),
+        ["pipeline.toml:13: missing field `plugin` in [[transform]]"]
+    );
+}
+
+#[test]
+fn dotted_and_inline_tables_are_accepted() {
+    let text = r#"kafka.common."bootstrap.servers" = "broker:9092"
+source.topics = ["in"]
+source.group_id = "group"
+sink = { topic = "out" }
+transaction.id_prefix = "prefix"
+transform = [{ plugin = "libcopy.so", config.mode = "fast" }]
+"#;
+    let pipeline = parse_ok(text);
+    assert_eq!(pipeline.source.topics, ["in"]);
+    assert_eq!(pipeline.sink.topic, "out");
+    assert_eq!(pipeline.transforms[0].config_json, r#"{"mode":"fast"}"#);
+    assert_eq!(pipeline.transforms[0].line, 6);
+}
+
+#[test]
+fn owned_producer_property_names_the_setting_that_controls_it() {
+    let text =
+        format!("{MINIMAL}[kafka.producer]\n\"linger.ms\" = 5\n\"transactional.id\" = \"mine\"\n");
+    assert_eq!(
+        problems(&text),
+        ["pipeline.toml:14: `kafka.producer.\"transactional.id\"` is managed by txform: set `transaction.id_prefix` and `transaction.instance_id` instead"]
+    );
+}
+
+#[test]
+fn owned_properties_are_refused_where_their_client_reads_them() {
+    let text = MINIMAL.replace(
+        "\"bootstrap.servers\" = \"broker:9092\"\n",
+        "\"bootstrap.servers\" = \"broker:9092\"\n\"group.id\" = \"g\"\n\"enable.idempotence\" = false\n",
+    ) + "[kafka.consumer]\n\"enable.auto.commit\" = true\n\"enable.auto.offset.store\" = true\n\"isolation.level\" = \"read_uncommitted\"\n\"group.instance.id\" = \"x\"\n\"enable.idempotence\" = false\n";
+    assert_eq!(
+        problems(&text),
+        [
+            "pipeline.toml:3: `kafka.common.\"group.id\"` is managed by txform: set `source.group_id` instead",
+            "pipeline.toml:4: `kafka.common.\"enable.idempotence\"` is managed by txform: txform always enables it (see `transaction.guarantee`)",
+            "pipeline.toml:15: `kafka.consumer.\"enable.auto.commit\"` is managed by txform: txform commits offsets as `transaction.guarantee` requires",
+            "pipeline.toml:16: `kafka.consumer.\"enable.auto.offset.store\"` is managed by txform: txform stores offsets as `transaction.guarantee` requires",
+            "pipeline.toml:17: `kafka.consumer.\"isolation.level\"` is managed by txform: txform reads committed records only (see `transaction.guarantee`)",
+            "pipeline.toml:18: `kafka.consumer.\"group.instance.id\"` is managed by txform: set `transaction.static_membership` instead",
+        ]
+    );
+}
+
+#[test]
+fn property_values_must_be_scalars() {
+    let text = MINIMAL.replace(
+        "\"bootstrap.servers\" = \"broker:9092\"\n",
+        "\"bootstrap.servers\" = [\"broker:9092\"]\n",
+    );
+    assert_eq!(
+        problems(&text),
+        ["pipeline.toml:2: invalid type: sequence, expected a string, integer, float or boolean"]
+    );
+    let text = format!("{MINIMAL}[kafka.consumer]\n\"debug\".level = 1\n");
+    assert_eq!(
+        problems(&text),
+        ["pipeline.toml:13: invalid type: map, expected a string, integer, float or boolean"]
+    );
+}
+
+#[test]
+fn secret_property_values_are_redacted_in_debug_output() {
+    let text = MINIMAL.replace(
+        "\"bootstrap.servers\" = \"broker:9092\"\n",
+        "\"bootstrap.servers\" = \"broker:9092\"\n\"sasl.password\" = \"hunter2\"\n\"ssl.key.PASSWORD\" = \"hunter3\"\n\"sasl.jaas.config\" = \"hunter4\"\n\"sasl.oauthbearer.client.secret\" = \"hunter5\"\n",
+    );
+    let pipeline = parse_ok(&text);
+    assert_eq!(
+        format!("{:?}", pipeline.kafka),
+        r#"KafkaProperties { common: {"bootstrap.servers": "broker:9092", "sasl.password": "<redacted>", "ssl.key.PASSWORD": "<redacted>", "sasl.jaas.config": "<redacted>", "sasl.oauthbearer.client.secret": "<redacted>"}, consumer: {}, producer: {} }"#
+    );
+    assert!(!format!("{pipeline:?}").contains("hunter"));
+    // The clients still get the real values.
+    assert_eq!(
+        pipeline.kafka.common[1],
+        ("sasl.password".to_string(), "hunter2".to_string())
+    );
+}
+
+#[test]
+fn topics_and_ids_must_not_be_empty_or_repeated() {
+    let text = r#"[kafka.common]
+"bootstrap.servers" = "broker:9092"
+[source]
+topics = ["in", "", "in"]
+group_id = ""
+[sink]
+topic = "in"
+[transaction]
+id_prefix = "prefix"
+instance_id = " "
+[[transform]]
+plugin = "libcopy.so"
+"#;
+    assert_eq!(
+        problems(text),
+        [
+            "pipeline.toml:4: `source.topics` contains an empty topic name",
+            "pipeline.toml:4: topic `in` is listed twice in `source.topics`",
+            "pipeline.toml:5: `source.group_id` must not be empty",
+            "pipeline.toml:7: `sink.topic` `in` is also a source topic; the pipeline would consume its own output",
+            "pipeline.toml:10: `transaction.instance_id` must not be empty",
+        ]
+    );
+    let text = MINIMAL.replace("topics = [\"in\"]", "topics = []");
+    assert_eq!(
+        problems(&text),
+        ["pipeline.toml:4: `source.topics` must list at least one topic"]
+    );
+}
+
+#[test]
+fn duplicate_transform_names_point_at_both_transforms() {
+    let text = format!(
+        "{MINIMAL}\n[[transform]]\nplugin = \"other/libcopy.so\"\n\n[[transform]]\nname = \"copy\"\nplugin = \"libthird.so\"\n"
+    );
+    assert_eq!(
+        problems(&text),
+        [
+            "pipeline.toml:13: transform name `copy` is already used by the transform at line 10",
+            "pipeline.toml:17: transform name `copy` is already used by the transform at line 10",
+        ]
+    );
+}
+
+#[test]
+fn empty_transform_chain_is_refused() {
+    let text = format!(
+        "transform = []\n{}",
+        &MINIMAL[..MINIMAL.find("[[transform]]").unwrap_or(0)]
+    );
+    assert_eq!(
+        problems(&text),
+        ["pipeline.toml:1: the chain needs at least one [[transform]]"]
+    );
+}
+
+#[test]
+fn relative_plugin_paths_are_resolved_against_the_base_dir() {
+    let text = format!(
+        "{MINIMAL}[[transform]]\nplugin = \"../plugins/libup.so\"\n[[transform]]\nplugin = \"/abs/libabs.so\"\n"
+    );
+    let pipeline = parse(&text, Path::new("conf/pipeline.toml"), Path::new("conf"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let plugins: Vec<&Path> = pipeline
+        .transforms
+        .iter()
+        .map(|t| t.plugin.as_path())
+        .collect();
+    assert_eq!(
+        plugins,
+        [
+            Path::new("conf/libcopy.so"),
+            Path::new("conf/../plugins/libup.so"),
+            Path::new("/abs/libabs.so"),
+        ]
+    );
+    let names: Vec<&str> = pipeline
+        .transforms
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(names, ["copy", "up", "abs"]);
+}
+
+#[test]
+fn plugin_config_that_json_cannot_hold_is_refused() {
+    let text = format!("{MINIMAL}[transform.config]\nok = 1.5\nbad = nan\nlist = [1.0, inf]\n\"odd key\".x = -inf\n");
+    assert_eq!(
+        problems(&text),
+        [
+            "pipeline.toml:10: `config.bad` of transform `copy` is not a finite number, which JSON cannot represent",
+            "pipeline.toml:10: `config.list[1]` of transform `copy` is not a finite number, which JSON cannot represent",
+            "pipeline.toml:10: `config.\"odd key\".x` of transform `copy` is not a finite number, which JSON cannot represent",
+        ]
+    );
+}
+
+#[test]
+fn problems_from_every_table_are_reported_together_in_file_order() {
+    let text = r#"[kafka.common]
+"bootstrap.servers" = "broker:9092"
+"isolation.level" = "read_uncommitted"
+[source]
+topics = ["in"]
+group_id = "group"
+[sink]
+topic = ""
+[transaction]
+id_prefix = "prefix"
+[batch]
+max_records = 100001
+[errors]
+max_retries = -1
+[[transform]]
+plugin = "libcopy.so"
+[[transform]]
+plugin = "libcopy.so"
+"#;
+    let error = parse(text, Path::new("pipeline.toml"), Path::new("/base"))
+        .expect_err("the file has five problems");
+    let expected = [
+        "pipeline.toml:3: `kafka.common.\"isolation.level\"` is managed by txform: txform reads committed records only (see `transaction.guarantee`)",
+        "pipeline.toml:8: `sink.topic` must not be empty",
+        "pipeline.toml:12: `batch.max_records` must be between 1 and 100000, got 100001",
+        "pipeline.toml:14: `errors.max_retries` must be between 0 and 4294967295, got -1",
+        "pipeline.toml:17: transform name `copy` is already used by the transform at line 15",
+    ];
+    assert_eq!(error.problems(), expected);
+    assert_eq!(error.to_string(), expected.join("\n"));
+}
+
+#[test]
+fn syntax_errors_are_one_line_with_a_location() {
+    let text = MINIMAL.replace("topics = [\"in\"]", "topics = [\"in\"");
+    assert_eq!(
+        problems(&text),
+        ["pipeline.toml:5: invalid array: expected `]`"]
+    );
+}
+
+#[test]
+fn guarantee_text_round_trips() {
+    for guarantee in [Guarantee::ExactlyOnce, Guarantee::AtLeastOnce] {
+        assert_eq!(guarantee.to_string().parse(), Ok(guarantee));
+    }
+    assert_eq!(Guarantee::ExactlyOnce.to_string(), "exactly-once");
+    assert_eq!(Guarantee::AtLeastOnce.to_string(), "at-least-once");
+    assert_eq!(
+        "once".parse::<Guarantee>().map_err(|e| e.to_string()),
+        Err("unknown guarantee `once`, expected `exactly-once` or `at-least-once`".to_string())
+    );
+}
+
+#[test]
+fn load_resolves_plugins_next_to_the_file() {
+    let dir = std::env::temp_dir().join(format!("txform-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create a temporary directory");
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, MINIMAL).expect("write the pipeline file");
+    let loaded = load(&path);
+    std::fs::remove_dir_all(&dir).expect("remove the temporary directory");
+    let pipeline = loaded.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pipeline.origin, path);
+    assert_eq!(pipeline.transforms[0].plugin, dir.join("libcopy.so"));
+}
+
+#[test]
+fn unreadable_file_is_one_problem_without_a_line() {
+    let error = load(Path::new("/nonexistent/pipeline.toml")).expect_err("no such file");
+    assert_eq!(
+        error.problems(),
+        ["/nonexistent/pipeline.toml: cannot read the file: No such file or directory (os error 2)"]
+    );
+}
+
+#[test]
+fn shipped_example_is_valid() {
+    let example = include_str!("../../../pipeline.toml");
+    if let Err(error) = parse(example, Path::new("pipeline.toml"), Path::new("")) {
+        panic!("{error}");
+    }
+}

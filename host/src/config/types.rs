@@ -1,0 +1,243 @@
+//! The validated pipeline description the rest of the host works from.
+//!
+//! Every value here has passed validation: ranges are checked, defaults are filled in, durations
+//! are `Duration`s and plugin paths are resolved, so no other module re-checks or re-parses.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A pipeline file after validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pipeline {
+    /// The file the pipeline came from, as given; the prefix of every `file:line` location.
+    pub origin: PathBuf,
+    pub kafka: KafkaProperties,
+    pub source: Source,
+    pub sink: Sink,
+    pub transaction: Transaction,
+    pub batch: Batch,
+    pub errors: ErrorPolicy,
+    pub log: LogSettings,
+    /// The transform chain, in file order; never empty.
+    pub transforms: Vec<TransformSpec>,
+}
+
+impl Pipeline {
+    /// The producer's `transactional.id`, `{id_prefix}-{instance_id}`. It must be stable across
+    /// restarts of one instance (so the restart fences its predecessor) and distinct between
+    /// instances (so they do not fence each other).
+    pub fn transactional_id(&self) -> String {
+        format!(
+            "{}-{}",
+            self.transaction.id_prefix, self.transaction.instance_id
+        )
+    }
+
+    /// Replaces `transaction.instance_id`, for the `--instance-id` command-line override that lets
+    /// several instances share one pipeline file. The id is taken as given, like the CLI gave it.
+    pub fn with_instance_id(mut self, id: String) -> Self {
+        self.transaction.instance_id = id;
+        self
+    }
+
+    /// `origin:line`, the prefix for messages about something found at `line` of the file, such as
+    /// a transform whose plugin fails to load ([`TransformSpec::line`]).
+    pub fn location(&self, line: usize) -> String {
+        format!("{}:{line}", self.origin.display())
+    }
+}
+
+/// librdkafka properties, passed to the clients as strings, each list in file order.
+///
+/// `Debug` hides the values of secret-looking keys, because pipelines are logged with `{:?}`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct KafkaProperties {
+    /// `[kafka.common]`: set on both the consumer and the producer, before the role's own table.
+    pub common: Vec<(String, String)>,
+    /// `[kafka.consumer]`: consumer only; applied after `common`, so it wins on a repeated key.
+    pub consumer: Vec<(String, String)>,
+    /// `[kafka.producer]`: producer only; applied after `common`, so it wins on a repeated key.
+    pub producer: Vec<(String, String)>,
+}
+
+impl KafkaProperties {
+    /// Whether the value of property `key` must not be shown (passwords, secrets, JAAS configs).
+    pub fn is_secret(key: &str) -> bool {
+        let key = key.to_ascii_lowercase();
+        ["password", "secret", "sasl.jaas"]
+            .iter()
+            .any(|word| key.contains(word))
+    }
+}
+
+impl fmt::Debug for KafkaProperties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        /// One property list with secret values replaced.
+        struct Redacted<'a>(&'a [(String, String)]);
+        impl fmt::Debug for Redacted<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_map()
+                    .entries(self.0.iter().map(|(key, value)| {
+                        let shown = if KafkaProperties::is_secret(key) {
+                            "<redacted>"
+                        } else {
+                            value.as_str()
+                        };
+                        (key, shown)
+                    }))
+                    .finish()
+            }
+        }
+        f.debug_struct("KafkaProperties")
+            .field("common", &Redacted(&self.common))
+            .field("consumer", &Redacted(&self.consumer))
+            .field("producer", &Redacted(&self.producer))
+            .finish()
+    }
+}
+
+/// `[source]`: where records come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// Subscribed topics: at least one, no duplicates, none empty.
+    pub topics: Vec<String>,
+    /// The consumer group; txform sets `group.id` from it.
+    pub group_id: String,
+}
+
+/// `[sink]`: where transformed records go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sink {
+    /// The topic of every output record that does not name its own.
+    pub topic: String,
+}
+
+/// `[transaction]`: how output and consumed offsets are committed together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transaction {
+    pub guarantee: Guarantee,
+    /// First part of the `transactional.id`; see [`Pipeline::transactional_id`].
+    pub id_prefix: String,
+    /// Second part of the `transactional.id`: one distinct value per running instance.
+    pub instance_id: String,
+    /// Whether the consumer joins its group with `group.instance.id` (the transactional id), so a
+    /// restarted instance gets its partitions back without a rebalance.
+    pub static_membership: bool,
+}
+
+/// What a crash may do to the output.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Guarantee {
+    /// Output and consumed offsets commit in one Kafka transaction: each input record's output is
+    /// visible to `read_committed` readers exactly once.
+    #[default]
+    ExactlyOnce,
+    /// Offsets are committed after the output is acknowledged: a crash in between duplicates output.
+    AtLeastOnce,
+}
+
+impl Guarantee {
+    /// The spelling used in pipeline files and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Guarantee::ExactlyOnce => "exactly-once",
+            Guarantee::AtLeastOnce => "at-least-once",
+        }
+    }
+}
+
+impl fmt::Display for Guarantee {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that is not one of the [`Guarantee`] spellings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown guarantee `{0}`, expected `exactly-once` or `at-least-once`")]
+pub struct ParseGuaranteeError(String);
+
+impl FromStr for Guarantee {
+    type Err = ParseGuaranteeError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "exactly-once" => Ok(Guarantee::ExactlyOnce),
+            "at-least-once" => Ok(Guarantee::AtLeastOnce),
+            other => Err(ParseGuaranteeError(other.to_owned())),
+        }
+    }
+}
+
+/// `[batch]`: how many records one transaction covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// A batch closes at this many records (`max_records`, 1..=100000).
+    pub max_records: usize,
+    /// ... or when this much time has passed since its first record (`max_wait_ms`, 1..=60000).
+    pub max_wait: Duration,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch {
+            max_records: 1000,
+            max_wait: Duration::from_millis(100),
+        }
+    }
+}
+
+/// `[errors]`: retrying a batch whose transaction failed with a retriable error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorPolicy {
+    /// Attempts after the first one before giving up on a batch.
+    pub max_retries: u32,
+    /// Wait before the first retry (`initial_backoff_ms`); never more than `max_backoff`.
+    pub initial_backoff: Duration,
+    /// Upper bound of the growing wait between retries (`max_backoff_ms`).
+    pub max_backoff: Duration,
+}
+
+impl Default for ErrorPolicy {
+    fn default() -> Self {
+        ErrorPolicy {
+            max_retries: 5,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(10_000),
+        }
+    }
+}
+
+/// `[log]`: periodic reporting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// How often throughput counters are logged (`stats_interval_secs`, 1..=3600).
+    pub stats_interval: Duration,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            stats_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One `[[transform]]` of the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransformSpec {
+    /// Unique in the chain; defaults to the plugin's file stem without a `lib` prefix.
+    pub name: String,
+    /// The plugin library; a relative `plugin` is resolved against the pipeline file's directory,
+    /// so a pipeline works from any working directory.
+    pub plugin: PathBuf,
+    /// The `config` table as compact JSON (`{}` when absent), the form plugins receive it in.
+    pub config_json: String,
+    /// 1-based line of the transform's `plugin` key, for messages about loading or creating it.
+    pub line: usize,
+}

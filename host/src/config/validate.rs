@@ -1,0 +1,469 @@
+//! Semantic checks that turn the raw tables into a [`Pipeline`].
+//!
+//! Each check records its problem and carries on with a placeholder value, so that one run reports
+//! everything wrong with the file; the placeholders never escape because any problem makes the
+//! whole parse fail.
+
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::error::Problems;
+use super::schema::{
+    Properties, RawBatch, RawErrors, RawKafka, RawLog, RawPipeline, RawSink, RawSource,
+    RawTransaction, RawTransform,
+};
+use super::types::{
+    Batch, ErrorPolicy, KafkaProperties, LogSettings, Pipeline, Sink, Source, Transaction,
+    TransformSpec,
+};
+
+/// Checks `raw` and builds the pipeline; the result is meaningful only if no problem was recorded.
+/// `None` when a required table is missing (after checking the tables that are present, so their
+/// problems are reported too).
+pub(super) fn pipeline(
+    raw: RawPipeline,
+    origin: &Path,
+    base_dir: &Path,
+    problems: &mut Problems<'_>,
+) -> Option<Pipeline> {
+    let kafka = raw.kafka.map(|raw| kafka(raw.0, problems));
+    let source = raw.source.map(|raw| source(raw.0, problems));
+    let sink = raw.sink.map(|raw| sink(raw.0, source.as_ref(), problems));
+    let transaction = raw.transaction.map(|raw| transaction(raw.0, problems));
+    let batch = batch(raw.batch.map(|raw| raw.0), problems);
+    let errors = errors(raw.errors.map(|raw| raw.0), problems);
+    let log = log(raw.log.map(|raw| raw.0), problems);
+    let transforms = raw
+        .transform
+        .map(|raw| transforms(raw.0, base_dir, problems));
+
+    // A missing table has no line of its own; toml itself blames line 1 for such keys.
+    let required = [
+        ("missing table [kafka.common]", kafka.is_none()),
+        ("missing table [source]", source.is_none()),
+        ("missing table [sink]", sink.is_none()),
+        ("missing table [transaction]", transaction.is_none()),
+        (
+            "missing table [[transform]]: the chain needs at least one transform",
+            transforms.is_none(),
+        ),
+    ];
+    for (message, missing) in required {
+        if missing {
+            problems.at_line(1, message);
+        }
+    }
+    Some(Pipeline {
+        origin: origin.to_owned(),
+        kafka: kafka?,
+        source: source?,
+        sink: sink?,
+        transaction: transaction?,
+        batch,
+        errors,
+        log,
+        transforms: transforms?,
+    })
+}
+
+/// Which client a txform-owned property belongs to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Consumer,
+    Producer,
+}
+
+/// Properties that exactly-once depends on: txform sets them itself, so a user value would either
+/// be overwritten (confusing) or break the guarantee. Each names the setting that controls it.
+const OWNED: &[(&str, Role, &str)] = &[
+    ("group.id", Role::Consumer, "set `source.group_id` instead"),
+    (
+        "enable.auto.commit",
+        Role::Consumer,
+        "txform commits offsets as `transaction.guarantee` requires",
+    ),
+    (
+        "enable.auto.offset.store",
+        Role::Consumer,
+        "txform stores offsets as `transaction.guarantee` requires",
+    ),
+    (
+        "isolation.level",
+        Role::Consumer,
+        "txform reads committed records only (see `transaction.guarantee`)",
+    ),
+    (
+        "group.instance.id",
+        Role::Consumer,
+        "set `transaction.static_membership` instead",
+    ),
+    (
+        "transactional.id",
+        Role::Producer,
+        "set `transaction.id_prefix` and `transaction.instance_id` instead",
+    ),
+    (
+        "enable.idempotence",
+        Role::Producer,
+        "txform always enables it (see `transaction.guarantee`)",
+    ),
+];
+
+fn kafka(raw: RawKafka, problems: &mut Problems<'_>) -> KafkaProperties {
+    let empty = || Properties(Vec::new());
+    KafkaProperties {
+        common: properties(
+            "common",
+            raw.common.0,
+            &[Role::Consumer, Role::Producer],
+            problems,
+        ),
+        consumer: properties(
+            "consumer",
+            raw.consumer.unwrap_or_else(empty),
+            &[Role::Consumer],
+            problems,
+        ),
+        producer: properties(
+            "producer",
+            raw.producer.unwrap_or_else(empty),
+            &[Role::Producer],
+            problems,
+        ),
+    }
+}
+
+/// Refuses the properties of `[kafka.<table>]` that txform owns for the clients in `roles`.
+fn properties(
+    table: &str,
+    raw: Properties,
+    roles: &[Role],
+    problems: &mut Problems<'_>,
+) -> Vec<(String, String)> {
+    let mut properties = Vec::with_capacity(raw.0.len());
+    for property in raw.0 {
+        let key = property.key.get_ref();
+        let owned = OWNED
+            .iter()
+            .find(|(name, role, _)| name == key && roles.contains(role));
+        if let Some((_, _, hint)) = owned {
+            problems.at(
+                property.key.span(),
+                format!("`kafka.{table}.\"{key}\"` is managed by txform: {hint}"),
+            );
+        } else if key == "bootstrap.servers" && property.value.trim().is_empty() {
+            problems.at(
+                property.key.span(),
+                format!("`kafka.{table}.\"{key}\"` must not be empty"),
+            );
+        }
+        properties.push((property.key.into_inner(), property.value));
+    }
+    properties
+}
+
+/// A required string, recording a problem when it is empty (or only blanks).
+fn non_empty(value: Spanned<String>, key: &str, problems: &mut Problems<'_>) -> String {
+    if value.get_ref().trim().is_empty() {
+        problems.at(value.span(), format!("`{key}` must not be empty"));
+    }
+    value.into_inner()
+}
+
+fn source(raw: RawSource, problems: &mut Problems<'_>) -> Source {
+    if raw.topics.get_ref().is_empty() {
+        problems.at(
+            raw.topics.span(),
+            "`source.topics` must list at least one topic",
+        );
+    }
+    let mut topics: Vec<String> = Vec::with_capacity(raw.topics.get_ref().len());
+    for topic in raw.topics.into_inner() {
+        let name = topic.get_ref();
+        if name.trim().is_empty() {
+            problems.at(topic.span(), "`source.topics` contains an empty topic name");
+        } else if topics.contains(name) {
+            problems.at(
+                topic.span(),
+                format!("topic `{name}` is listed twice in `source.topics`"),
+            );
+        }
+        topics.push(topic.into_inner());
+    }
+    Source {
+        topics,
+        group_id: non_empty(raw.group_id, "source.group_id", problems),
+    }
+}
+
+/// Also refuses a sink that is one of the source topics: the pipeline would consume its own output
+/// forever.
+fn sink(raw: RawSink, source: Option<&Source>, problems: &mut Problems<'_>) -> Sink {
+    if source.is_some_and(|source| source.topics.contains(raw.topic.get_ref())) {
+        problems.at(
+            raw.topic.span(),
+            format!(
+                "`sink.topic` `{}` is also a source topic; the pipeline would consume its own output",
+                raw.topic.get_ref()
+            ),
+        );
+    }
+    Sink {
+        topic: non_empty(raw.topic, "sink.topic", problems),
+    }
+}
+
+fn transaction(raw: RawTransaction, problems: &mut Problems<'_>) -> Transaction {
+    Transaction {
+        guarantee: raw.guarantee.unwrap_or_default(),
+        id_prefix: non_empty(raw.id_prefix, "transaction.id_prefix", problems),
+        instance_id: match raw.instance_id {
+            Some(id) => non_empty(id, "transaction.instance_id", problems),
+            None => "0".to_owned(),
+        },
+        static_membership: raw.static_membership.unwrap_or(true),
+    }
+}
+
+/// An optional integer that must lie in `range`. `None` when absent or invalid (a problem is
+/// recorded for the latter), so the caller falls back to the default.
+fn ranged<T: TryFrom<i64>>(
+    value: Option<&Spanned<i64>>,
+    key: &str,
+    range: RangeInclusive<i64>,
+    problems: &mut Problems<'_>,
+) -> Option<T> {
+    let value = value?;
+    let number = *value.get_ref();
+    let converted = T::try_from(number).ok().filter(|_| range.contains(&number));
+    if converted.is_none() {
+        let expected = if *range.end() == i64::MAX {
+            format!("at least {}", range.start())
+        } else {
+            format!("between {} and {}", range.start(), range.end())
+        };
+        problems.at(
+            value.span(),
+            format!("`{key}` must be {expected}, got {number}"),
+        );
+    }
+    converted
+}
+
+fn batch(raw: Option<RawBatch>, problems: &mut Problems<'_>) -> Batch {
+    let default = Batch::default();
+    let Some(raw) = raw else { return default };
+    Batch {
+        max_records: ranged(
+            raw.max_records.as_ref(),
+            "batch.max_records",
+            1..=100_000,
+            problems,
+        )
+        .unwrap_or(default.max_records),
+        max_wait: ranged(
+            raw.max_wait_ms.as_ref(),
+            "batch.max_wait_ms",
+            1..=60_000,
+            problems,
+        )
+        .map(Duration::from_millis)
+        .unwrap_or(default.max_wait),
+    }
+}
+
+fn errors(raw: Option<RawErrors>, problems: &mut Problems<'_>) -> ErrorPolicy {
+    let default = ErrorPolicy::default();
+    let Some(raw) = raw else { return default };
+    let max_retries = ranged(
+        raw.max_retries.as_ref(),
+        "errors.max_retries",
+        0..=i64::from(u32::MAX),
+        problems,
+    );
+    let initial = ranged(
+        raw.initial_backoff_ms.as_ref(),
+        "errors.initial_backoff_ms",
+        0..=i64::MAX,
+        problems,
+    )
+    .map(Duration::from_millis);
+    let max = ranged(
+        raw.max_backoff_ms.as_ref(),
+        "errors.max_backoff_ms",
+        0..=i64::MAX,
+        problems,
+    )
+    .map(Duration::from_millis);
+    let initial_backoff = initial.unwrap_or(default.initial_backoff);
+    let max_backoff = max.unwrap_or(default.max_backoff);
+    // Only a value the user wrote can be wrong; blame the initial backoff when both were written.
+    let blamed = match (&raw.initial_backoff_ms, &raw.max_backoff_ms) {
+        (Some(written), _) if initial.is_some() => Some(written.span()),
+        (_, Some(written)) if max.is_some() => Some(written.span()),
+        _ => None,
+    };
+    if let Some(span) = blamed.filter(|_| initial_backoff > max_backoff) {
+        problems.at(
+            span,
+            format!(
+                "`errors.initial_backoff_ms` ({}) must not be greater than `errors.max_backoff_ms` ({})",
+                initial_backoff.as_millis(),
+                max_backoff.as_millis()
+            ),
+        );
+    }
+    ErrorPolicy {
+        max_retries: max_retries.unwrap_or(default.max_retries),
+        initial_backoff,
+        max_backoff,
+    }
+}
+
+fn log(raw: Option<RawLog>, problems: &mut Problems<'_>) -> LogSettings {
+    let default = LogSettings::default();
+    let Some(raw) = raw else { return default };
+    LogSettings {
+        stats_interval: ranged(
+            raw.stats_interval_secs.as_ref(),
+            "log.stats_interval_secs",
+            1..=3600,
+            problems,
+        )
+        .map(Duration::from_secs)
+        .unwrap_or(default.stats_interval),
+    }
+}
+
+fn transforms(
+    raw: Vec<Spanned<RawTransform>>,
+    base_dir: &Path,
+    problems: &mut Problems<'_>,
+) -> Vec<TransformSpec> {
+    let mut specs = Vec::with_capacity(raw.len());
+    // Name -> line of the transform that took it first.
+    let mut taken: HashMap<String, usize> = HashMap::new();
+    for raw in raw {
+        let line = problems.line_of(raw.span().start);
+        let raw = raw.into_inner();
+        let plugin = match raw.plugin {
+            Some(plugin) => PathBuf::from(non_empty(plugin, "transform.plugin", problems)),
+            None => {
+                problems.at_line(line, "missing field `plugin` in [[transform]]");
+                PathBuf::new()
+            }
+        };
+        let (name, name_line) = match raw.name {
+            Some(name) => {
+                let name_line = problems.line_of(name.span().start);
+                (non_empty(name, "transform.name", problems), name_line)
+            }
+            None => {
+                let name = default_name(&plugin);
+                if name.is_empty() && !plugin.as_os_str().is_empty() {
+                    problems.at_line(
+                        line,
+                        "cannot derive a transform name from `plugin`; set `name`",
+                    );
+                }
+                (name, line)
+            }
+        };
+        // An empty name has been reported already; do not report it again as a duplicate.
+        if let Some(first) = taken.get(&name).filter(|_| !name.is_empty()) {
+            problems.at_line(
+                name_line,
+                format!("transform name `{name}` is already used by the transform at line {first}"),
+            );
+        } else {
+            taken.insert(name.clone(), line);
+        }
+        let config_json = match raw.config {
+            Some(table) => config_json(table, &name, line, problems),
+            None => "{}".to_owned(),
+        };
+        specs.push(TransformSpec {
+            name,
+            plugin: base_dir.join(plugin),
+            config_json,
+            line,
+        });
+    }
+    specs
+}
+
+/// The plugin's file stem without the `lib` prefix Unix linkers add, so
+/// `target/release/libtxform_passthrough.so` is named `txform_passthrough`. Empty when the path
+/// has no file name.
+fn default_name(plugin: &Path) -> String {
+    let stem = plugin
+        .file_stem()
+        .map(|stem| stem.to_string_lossy())
+        .unwrap_or_default();
+    stem.strip_prefix("lib").unwrap_or(&stem).to_owned()
+}
+
+/// The `config` table as compact JSON, which is what plugins receive. Datetimes become their
+/// RFC 3339 text; non-finite floats, which JSON has no form for, are problems.
+fn config_json(table: toml::Table, name: &str, line: usize, problems: &mut Problems<'_>) -> String {
+    let mut unrepresentable = Vec::new();
+    let json = to_json(toml::Value::Table(table), "config", &mut unrepresentable);
+    for path in unrepresentable {
+        problems.at_line(
+            line,
+            format!("`{path}` of transform `{name}` is not a finite number, which JSON cannot represent"),
+        );
+    }
+    json.to_string()
+}
+
+/// Converts one TOML value, collecting the key paths of non-finite floats (they become `null`).
+fn to_json(value: toml::Value, path: &str, unrepresentable: &mut Vec<String>) -> serde_json::Value {
+    use serde_json::Value as Json;
+    match value {
+        toml::Value::String(text) => Json::String(text),
+        toml::Value::Integer(number) => Json::from(number),
+        toml::Value::Float(number) => match serde_json::Number::from_f64(number) {
+            Some(number) => Json::Number(number),
+            None => {
+                unrepresentable.push(path.to_owned());
+                Json::Null
+            }
+        },
+        toml::Value::Boolean(flag) => Json::Bool(flag),
+        toml::Value::Datetime(datetime) => Json::String(datetime.to_string()),
+        toml::Value::Array(items) => Json::Array(
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(index, item)| to_json(item, &format!("{path}[{index}]"), unrepresentable))
+                .collect(),
+        ),
+        toml::Value::Table(table) => Json::Object(
+            table
+                .into_iter()
+                .map(|(key, item)| {
+                    let item_path = format!("{path}.{}", toml_key(&key));
+                    (key, to_json(item, &item_path, unrepresentable))
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// `key` as it would be written in a TOML dotted path: bare when it can be, quoted otherwise.
+fn toml_key(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare {
+        key.to_owned()
+    } else {
+        format!("{key:?}")
+    }
+}

@@ -1,0 +1,78 @@
+//! Builds the consumer and the producer from the pipeline's configuration.
+//!
+//! User properties are passed through to librdkafka unchanged; the properties that exactly-once depends
+//! on are set here, last, and the config module refuses user values for them.
+
+use anyhow::Context as _;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::producer::{BaseProducer, DefaultProducerContext};
+
+use crate::config::{Guarantee, Pipeline};
+
+use super::rebalance::RebalanceTracker;
+
+pub type Consumer = BaseConsumer<RebalanceTracker>;
+pub type Producer = BaseProducer<DefaultProducerContext>;
+
+/// A group member that reads only committed data and never commits on its own.
+pub fn build_consumer(pipeline: &Pipeline) -> anyhow::Result<Consumer> {
+    consumer_config(pipeline)
+        .create_with_context(RebalanceTracker::default())
+        .context("cannot create the Kafka consumer")
+}
+
+/// A transactional producer whose id is stable per instance, so a restarted instance fences its dead
+/// predecessor (and aborts its open transaction) at `init_transactions`.
+pub fn build_producer(pipeline: &Pipeline) -> anyhow::Result<Producer> {
+    producer_config(pipeline)
+        .create()
+        .context("cannot create the Kafka producer")
+}
+
+/// Checks every librdkafka property of both clients without creating them (no broker needed).
+pub fn check_properties(pipeline: &Pipeline) -> anyhow::Result<()> {
+    consumer_config(pipeline)
+        .create_native_config()
+        .context("invalid consumer property (kafka.common or kafka.consumer)")?;
+    producer_config(pipeline)
+        .create_native_config()
+        .context("invalid producer property (kafka.common or kafka.producer)")?;
+    Ok(())
+}
+
+fn consumer_config(pipeline: &Pipeline) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    // Defaults a user may override: start from the beginning when the group has no offsets.
+    config.set("auto.offset.reset", "earliest");
+    apply(&mut config, &pipeline.kafka.common);
+    apply(&mut config, &pipeline.kafka.consumer);
+    config
+        .set("group.id", &pipeline.source.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("isolation.level", "read_committed");
+    if pipeline.transaction.static_membership {
+        // A restarted instance takes over its predecessor's partitions at once instead of waiting for
+        // the dead member's session to time out.
+        config.set("group.instance.id", pipeline.transactional_id());
+    }
+    config
+}
+
+fn producer_config(pipeline: &Pipeline) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    apply(&mut config, &pipeline.kafka.common);
+    apply(&mut config, &pipeline.kafka.producer);
+    config.set("enable.idempotence", "true");
+    if pipeline.transaction.guarantee == Guarantee::ExactlyOnce {
+        config.set("transactional.id", pipeline.transactional_id());
+    }
+    config
+}
+
+fn apply(config: &mut ClientConfig, properties: &[(String, String)]) {
+    for (key, value) in properties {
+        config.set(key, value);
+    }
+}

@@ -1,0 +1,11 @@
+//! Everything that talks to Kafka: client construction, rebalance tracking, error classification.
+//!
+//! This is the only part of the host (with `pipeline`) that knows rdkafka; `plugin` never sees it.
+
+mod clients;
+mod errors;
+mod rebalance;
+
+pub use clients::{build_consumer, build_producer, check_properties, Consumer, Producer};
+pub use errors::{classify, ErrorClass};
+

@@ -1,0 +1,62 @@
+//! Tracks rebalances so the pipeline can drop what it fetched for partitions it may no longer own.
+//!
+//! librdkafka runs these callbacks inside `poll`, on the pipeline's own thread, and `poll` is only
+//! called while a batch is being collected, never inside a transaction: that is how no transaction
+//! spans a rebalance.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::ClientContext;
+
+use super::errors::describe_partitions;
+
+/// Counts rebalance events and remembers revoked partitions; the pipeline compares the count before
+/// and after each poll while collecting a batch.
+#[derive(Default)]
+pub struct RebalanceTracker {
+    events: AtomicU64,
+    revoked: Mutex<HashSet<(String, i32)>>,
+}
+
+impl RebalanceTracker {
+    /// How many assignment changes (revocations, assignments, errors) this consumer has seen.
+    pub fn events(&self) -> u64 {
+        self.events.load(Ordering::SeqCst)
+    }
+
+    /// Partitions revoked since the last call. Their fetch positions restart from the committed
+    /// offsets if they come back, so the pipeline must not seek them.
+    pub fn take_revoked(&self) -> HashSet<(String, i32)> {
+        match self.revoked.lock() {
+            Ok(mut revoked) => std::mem::take(&mut *revoked),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        }
+    }
+}
+
+impl ClientContext for RebalanceTracker {}
+
+impl ConsumerContext for RebalanceTracker {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.events.fetch_add(1, Ordering::SeqCst);
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                log::info!("partitions revoked: {}", describe_partitions(tpl));
+                let mut revoked = match self.revoked.lock() {
+                    Ok(revoked) => revoked,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                for element in tpl.elements() {
+                    revoked.insert((element.topic().to_string(), element.partition()));
+                }
+            }
+            Rebalance::Assign(tpl) => {
+                log::info!("partitions assigned: {}", describe_partitions(tpl))
+            }
+            Rebalance::Error(e) => log::warn!("rebalance error: {e}"),
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! `txform`: runs Kafka's exactly-once consume-transform-produce loop over transforms loaded from
+//! plugins. See ARCHITECTURE.md for the map of the crate.
+
+mod config;
+mod kafka;
+mod pipeline;
+mod plugin;
+mod shutdown;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for a configuration or plugin problem found before any record was read.
+const EXIT_CONFIG: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "txform",
+    version,
+    about = "Exactly-once Kafka transforms from stable-ABI plugins"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipeline described by a pipeline.toml until SIGINT/SIGTERM.
+    Run {
+        /// Path of the pipeline configuration.
+        config: PathBuf,
+        /// Instance id (overrides transaction.instance_id); the transactional id is "<id_prefix>-<instance id>".
+        #[arg(long)]
+        instance_id: Option<String>,
+    },
+    /// Check a configuration and load its plugins, without contacting Kafka.
+    Validate {
+        /// Path of the pipeline configuration.
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, message)) => {
+            log::error!("{message}");
+            eprintln!("txform: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Dispatches on the sub-command; errors carry the process exit code.
+fn run(command: Command) -> Result<(), (u8, String)> {
+    match command {
+        Command::Validate { config } => {
+            let pipeline = load(&config, None)?;
+            kafka::check_properties(&pipeline)
+                .map_err(|e| (EXIT_CONFIG, format!("{}: {e:#}", config.display())))?;
+            let chain = plugin::Chain::load(&pipeline.transforms, |line| pipeline.location(line))
+                .map_err(|e| (EXIT_CONFIG, e.to_string()))?;
+            println!(
+                "{}: ok; chain: {}",
+                config.display(),
+                chain.describe().join(" -> ")
+            );
+            Ok(())
+        }
+        Command::Run {
+            config,
+            instance_id,
+        } => {
+            let pipeline = load(&config, instance_id)?;
+            let stop = shutdown::install()
+                .map_err(|e| (EXIT_CONFIG, format!("cannot install signal handlers: {e}")))?;
+            let chain = plugin::Chain::load(&pipeline.transforms, |line| pipeline.location(line))
+                .map_err(|e| (EXIT_CONFIG, e.to_string()))?;
+            pipeline::run(&pipeline, chain, &stop).map_err(|e| (e.exit_code(), e.to_string()))
+        }
+    }
+}
+
+fn load(
+    path: &std::path::Path,
+    instance_id: Option<String>,
+) -> Result<config::Pipeline, (u8, String)> {
+    let pipeline = config::load(path).map_err(|e| (EXIT_CONFIG, e.to_string()))?;
+    Ok(match instance_id {
+        Some(id) => pipeline.with_instance_id(id),
+        None => pipeline,
+    })
+}

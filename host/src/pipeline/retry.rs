@@ -1,0 +1,81 @@
+//! Waiting policies: exponential backoff with jitter between attempts, and "as long as it takes" for
+//! transactional calls whose time-out only means "not done yet".
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::Rng as _;
+use rdkafka::error::KafkaResult;
+use rdkafka::util::Timeout;
+
+use crate::kafka::{classify, ErrorClass};
+
+/// One slice of a transactional call; on a retriable error (a time-out) the call is repeated.
+const CALL_SLICE: Duration = Duration::from_secs(30);
+
+/// Runs a transactional call until it succeeds or fails for a reason other than a time-out. Commit and
+/// abort must never turn a slow broker into a failure: librdkafka allows calling them again.
+pub fn until_done(what: &str, mut call: impl FnMut(Timeout) -> KafkaResult<()>) -> KafkaResult<()> {
+    let started = Instant::now();
+    loop {
+        match call(Timeout::After(CALL_SLICE)) {
+            Err(error) if classify(&error) == ErrorClass::Retriable => {
+                log::warn!(
+                    "{what} not done after {:.0?}, still waiting: {error}",
+                    started.elapsed()
+                );
+            }
+            result => return result,
+        }
+    }
+}
+
+/// The delay before attempt `attempt` (1-based): `initial * 2^(attempt-1)`, capped at `max`, with
+/// "equal jitter" (half fixed, half random) so restarted instances do not retry in lockstep.
+pub fn backoff(attempt: u32, initial: Duration, max: Duration) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(30);
+    let full = initial.saturating_mul(1u32 << exponent).min(max);
+    let half = full / 2;
+    let jitter_ms = rand::rng().random_range(0..=half.as_millis() as u64);
+    half + Duration::from_millis(jitter_ms)
+}
+
+/// Sleeps for `delay`, waking early when `stop` is set. Returns false if it was woken by `stop`.
+pub fn sleep_unless_stopped(delay: Duration, stop: &AtomicBool) -> bool {
+    let until = Instant::now() + delay;
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        if stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
+    !stop.load(Ordering::SeqCst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let initial = Duration::from_millis(100);
+        let max = Duration::from_millis(1000);
+        for _ in 0..100 {
+            let first = backoff(1, initial, max);
+            assert!(
+                first >= Duration::from_millis(50) && first <= initial,
+                "{first:?}"
+            );
+            let third = backoff(3, initial, max);
+            assert!(
+                third >= Duration::from_millis(200) && third <= Duration::from_millis(400),
+                "{third:?}"
+            );
+            let capped = backoff(30, initial, max);
+            assert!(
+                capped >= Duration::from_millis(500) && capped <= max,
+                "{capped:?}"
+            );
+        }
+    }
+}

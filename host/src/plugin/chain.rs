@@ -1,0 +1,266 @@
+//! A chain of transform instances run on one batch: each stage's output feeds the next.
+//!
+//! Invariants: every output and rejection is attributed to the index of the source record it came
+//! from; a stage that panicked is re-created before the chain runs again.
+
+use abi_stable::std_types::{ROption, RResult, RSlice, RVec};
+use txform_plugin_api::{
+    CallError, Header, OutRecord, Output, PluginInfo, PluginModRef, Record, TransformBox,
+};
+
+use crate::config::TransformSpec;
+
+use super::loader::{load_plugin, LoadError};
+
+/// One loaded transform with the means to re-create it.
+struct Stage {
+    name: String,
+    info: PluginInfo,
+    module: PluginModRef,
+    config_json: String,
+    instance: TransformBox,
+}
+
+/// The loaded transform chain of a pipeline.
+pub struct Chain {
+    stages: Vec<Stage>,
+}
+
+/// What the chain produced for a batch.
+#[derive(Debug, Default)]
+pub struct ChainOutput {
+    /// Outputs of the last stage; `input` is the index of the source record in the batch.
+    pub records: Vec<OutRecord>,
+    /// Source records a stage refused.
+    pub rejected: Vec<Rejected>,
+}
+
+/// A source record refused by a stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// Index of the source record in the batch.
+    pub input: usize,
+    pub stage: String,
+    pub reason: String,
+}
+
+/// A stage call that failed; the whole batch must be aborted.
+#[derive(Debug, thiserror::Error)]
+#[error("transform `{stage}` ({plugin} {version}) {error}")]
+pub struct StageFailure {
+    pub stage: String,
+    pub plugin: String,
+    pub version: String,
+    pub error: CallError,
+}
+
+/// Why the chain could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error("{location}: transform `{name}`: {source}")]
+    Load {
+        location: String,
+        name: String,
+        #[source]
+        source: LoadError,
+    },
+    #[error("{location}: transform `{name}` ({plugin}) refused its configuration: {error}")]
+    Create {
+        location: String,
+        name: String,
+        plugin: String,
+        error: CallError,
+    },
+}
+
+impl Chain {
+    /// Loads every plugin and creates one instance of each. `location` turns a line into "file:line".
+    pub fn load(
+        specs: &[TransformSpec],
+        location: impl Fn(usize) -> String,
+    ) -> Result<Chain, ChainError> {
+        let mut stages = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let module = load_plugin(&spec.plugin).map_err(|source| ChainError::Load {
+                location: location(spec.line),
+                name: spec.name.clone(),
+                source,
+            })?;
+            let info = module.info();
+            let instance =
+                create(module, &spec.config_json).map_err(|error| ChainError::Create {
+                    location: location(spec.line),
+                    name: spec.name.clone(),
+                    plugin: format!("{} {}", info.name, info.version),
+                    error,
+                })?;
+            stages.push(Stage {
+                name: spec.name.clone(),
+                info,
+                module,
+                config_json: spec.config_json.clone(),
+                instance,
+            });
+        }
+        Ok(Chain { stages })
+    }
+
+    /// `name (plugin version)` of every stage, for the start-up summary.
+    pub fn describe(&self) -> Vec<String> {
+        self.stages
+            .iter()
+            .map(|s| format!("{} ({} {})", s.name, s.info.name, s.info.version))
+            .collect()
+    }
+
+    /// Runs the chain on `batch`. On failure, a panicked stage has already been re-created.
+    pub fn run(&mut self, batch: &[Record<'_>]) -> Result<ChainOutput, StageFailure> {
+        let mut rejected = Vec::new();
+        let mut output = Output::new();
+        let (first, rest) = match self.stages.split_first_mut() {
+            Some(split) => split,
+            None => return Ok(ChainOutput::default()),
+        };
+        first.call(batch, &mut output)?;
+        let (mut records, rejections) = output.take();
+        collect_rejections(first, rejections.as_slice(), |i| i, &mut rejected);
+
+        for stage in rest {
+            // Intermediate records: views over the previous stage's outputs, attributed to the source.
+            let headers: Vec<Vec<Header<'_>>> = records
+                .iter()
+                .map(|r| {
+                    r.headers
+                        .iter()
+                        .map(|h| {
+                            Header::new(
+                                h.key.as_str(),
+                                h.value.as_ref().map(|v| v.as_slice()).into_option(),
+                            )
+                        })
+                        .collect()
+                })
+                .collect();
+            let views: Vec<Record<'_>> = records
+                .iter()
+                .zip(&headers)
+                .map(|(r, hs)| {
+                    let source = &batch[r.input as usize];
+                    Record::new(
+                        source.topic(),
+                        source.partition(),
+                        source.offset(),
+                        r.timestamp.into_option().or(source.timestamp()),
+                        option_slice(&r.key),
+                        option_slice(&r.value),
+                        hs,
+                    )
+                })
+                .collect();
+            stage.call(&views, &mut output)?;
+            let (mut next, rejections) = output.take();
+            collect_rejections(
+                stage,
+                rejections.as_slice(),
+                |i| records[i].input as usize,
+                &mut rejected,
+            );
+            for out in next.iter_mut() {
+                let previous = &records[out.input as usize];
+                inherit_route(out, previous);
+                out.input = previous.input;
+            }
+            drop(views);
+            drop(headers);
+            records = next;
+        }
+        Ok(ChainOutput {
+            records: records.into_vec(),
+            rejected,
+        })
+    }
+}
+
+impl Stage {
+    fn call(&mut self, batch: &[Record<'_>], out: &mut Output) -> Result<(), StageFailure> {
+        out.clear();
+        let result = self.instance.transform(RSlice::from_slice(batch), out);
+        let error = match result {
+            RResult::ROk(()) => match out_of_range(out, batch.len()) {
+                None => return Ok(()),
+                Some(index) => CallError::failed(format!(
+                    "attributed an output or rejection to input {index} of a batch of {}",
+                    batch.len()
+                )),
+            },
+            RResult::RErr(error) => error,
+        };
+        out.clear();
+        if error.panicked {
+            self.recreate();
+        }
+        Err(StageFailure {
+            stage: self.name.clone(),
+            plugin: self.info.name.to_string(),
+            version: self.info.version.to_string(),
+            error,
+        })
+    }
+
+    /// A panicked instance may hold broken state: replace it with a fresh one from the same config.
+    fn recreate(&mut self) {
+        match create(self.module, &self.config_json) {
+            Ok(instance) => {
+                log::warn!(
+                    "transform `{}` panicked; re-created its instance",
+                    self.name
+                );
+                self.instance = instance;
+            }
+            // The old instance stays; its next call will fail again and the error policy decides.
+            Err(error) => log::error!(
+                "transform `{}` panicked and could not be re-created: {error}",
+                self.name
+            ),
+        }
+    }
+}
+
+/// The first input index in `out` that does not exist in a batch of `len` records: the host indexes
+/// the batch with these, so a buggy plugin must fail its call instead of crashing the host.
+fn out_of_range(out: &Output, len: usize) -> Option<u32> {
+    let records = out.records().iter().map(|r| r.input);
+    let rejections = out.rejections().iter().map(|r| r.input);
+    records.chain(rejections).find(|&i| i as usize >= len)
+}
+
+fn create(module: PluginModRef, config_json: &str) -> Result<TransformBox, CallError> {
+    (module.new_transform())(config_json.into()).into_result()
+}
+
+fn collect_rejections(
+    stage: &Stage,
+    rejections: &[txform_plugin_api::Rejection],
+    source_index: impl Fn(usize) -> usize,
+    into: &mut Vec<Rejected>,
+) {
+    into.extend(rejections.iter().map(|r| Rejected {
+        input: source_index(r.input as usize),
+        stage: stage.name.clone(),
+        reason: r.reason.to_string(),
+    }));
+}
+
+/// A later stage that leaves topic or partition unset keeps what an earlier stage chose.
+fn inherit_route(out: &mut OutRecord, previous: &OutRecord) {
+    if out.topic.is_none() {
+        out.topic = previous.topic.clone();
+    }
+    if out.partition.is_none() {
+        out.partition = previous.partition;
+    }
+}
+
+fn option_slice(bytes: &ROption<RVec<u8>>) -> Option<&[u8]> {
+    bytes.as_ref().map(|b| b.as_slice()).into_option()
+}

@@ -1,0 +1,10 @@
+//! Transform plugins: loading cdylib files through the stable ABI and running them as a chain.
+//!
+//! This is the only part of the host that knows abi_stable; the rest sees [`Chain`] with plain
+//! `Record` views in and `OutRecord`s out.
+
+mod chain;
+mod loader;
+
+pub use chain::Chain;
+

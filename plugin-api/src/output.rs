@@ -1,0 +1,158 @@
+//! Output records, owned by the host once the call returns.
+
+use abi_stable::{
+    std_types::{ROption, RString, RVec},
+    StableAbi,
+};
+
+use crate::record::Record;
+
+/// Everything one transform call produced: outputs and per-record rejections.
+#[repr(C)]
+#[derive(StableAbi, Debug, Default)]
+pub struct Output {
+    records: RVec<OutRecord>,
+    rejections: RVec<Rejection>,
+}
+
+/// A record to produce. Unset fields fall back to the host's defaults: the pipeline's output topic, the
+/// producer's partitioner and the producer's timestamp.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutRecord {
+    /// Index, in the batch handed to the call, of the input this record came from.
+    pub input: u32,
+    pub topic: ROption<RString>,
+    pub partition: ROption<i32>,
+    pub timestamp: ROption<i64>,
+    pub key: ROption<RVec<u8>>,
+    pub value: ROption<RVec<u8>>,
+    pub headers: RVec<OutHeader>,
+}
+
+/// One owned header of an output record.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct OutHeader {
+    pub key: RString,
+    pub value: ROption<RVec<u8>>,
+}
+
+/// A single input record the transform refuses, without failing the rest of the batch. The host's error
+/// policy decides what happens to it.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Index of the rejected input in the batch handed to the call.
+    pub input: u32,
+    pub reason: RString,
+}
+
+impl Output {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends `record` as an output of the input at `input` (its index in the batch).
+    pub fn emit(&mut self, input: usize, mut record: OutRecord) {
+        record.input = index_u32(input);
+        self.records.push(record);
+    }
+
+    /// Rejects the input at `input` (its index in the batch) with a reason.
+    pub fn reject(&mut self, input: usize, reason: impl Into<String>) {
+        self.rejections.push(Rejection {
+            input: index_u32(input),
+            reason: RString::from(reason.into()),
+        });
+    }
+
+    pub fn records(&self) -> &[OutRecord] {
+        &self.records
+    }
+
+    pub fn rejections(&self) -> &[Rejection] {
+        &self.rejections
+    }
+
+    /// Takes the outputs and rejections, leaving `self` empty.
+    pub fn take(&mut self) -> (RVec<OutRecord>, RVec<Rejection>) {
+        (
+            std::mem::take(&mut self.records),
+            std::mem::take(&mut self.rejections),
+        )
+    }
+
+    pub fn clear(&mut self) {
+        self.records.clear();
+        self.rejections.clear();
+    }
+}
+
+/// Batches are bounded far below `u32::MAX` records by the host.
+fn index_u32(index: usize) -> u32 {
+    u32::try_from(index).unwrap_or(u32::MAX)
+}
+
+impl OutRecord {
+    /// A record with only a value.
+    pub fn new(value: impl Into<Vec<u8>>) -> Self {
+        OutRecord {
+            value: ROption::RSome(RVec::from(value.into())),
+            ..Self::default()
+        }
+    }
+
+    /// A copy of the input's key, value, headers and timestamp (not its topic or partition).
+    pub fn from_input(input: &Record<'_>) -> Self {
+        OutRecord {
+            input: 0,
+            topic: ROption::RNone,
+            partition: ROption::RNone,
+            timestamp: input.timestamp().into(),
+            key: input.key().map(RVec::from_slice).into(),
+            value: input.value().map(RVec::from_slice).into(),
+            headers: input
+                .headers()
+                .iter()
+                .map(|h| OutHeader {
+                    key: RString::from(h.key()),
+                    value: h.value().map(RVec::from_slice).into(),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn with_topic(mut self, topic: impl Into<String>) -> Self {
+        self.topic = ROption::RSome(RString::from(topic.into()));
+        self
+    }
+
+    pub fn with_partition(mut self, partition: i32) -> Self {
+        self.partition = ROption::RSome(partition);
+        self
+    }
+
+    pub fn with_timestamp(mut self, timestamp_ms: i64) -> Self {
+        self.timestamp = ROption::RSome(timestamp_ms);
+        self
+    }
+
+    pub fn with_key(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.key = ROption::RSome(RVec::from(key.into()));
+        self
+    }
+
+    pub fn with_value(mut self, value: impl Into<Vec<u8>>) -> Self {
+        self.value = ROption::RSome(RVec::from(value.into()));
+        self
+    }
+
+    pub fn with_header(mut self, key: impl Into<String>, value: Option<Vec<u8>>) -> Self {
+        self.headers.push(OutHeader {
+            key: RString::from(key.into()),
+            value: value.map(RVec::from).into(),
+        });
+        self
+    }
+}
