@@ -1,16 +1,11 @@
 //! `txform`: runs Kafka's exactly-once consume-transform-produce loop over transforms loaded from
 //! plugins. See ARCHITECTURE.md for the map of the crate.
 
-mod config;
-mod kafka;
-mod pipeline;
-mod plugin;
-mod shutdown;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use txform::{config, kafka, pipeline, plugin, shutdown};
 
 /// Exit code for a configuration or plugin problem found before any record was read.
 const EXIT_CONFIG: u8 = 2;
@@ -49,8 +44,10 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err((code, message)) => {
-            log::error!("{message}");
-            eprintln!("txform: {message}");
+            // Not through `log`: the message must reach stderr whatever RUST_LOG says.
+            for line in message.lines() {
+                eprintln!("txform: {line}");
+            }
             ExitCode::from(code)
         }
     }

@@ -3,7 +3,7 @@
 //! This is the one crate a plugin author depends on. A plugin is a `cdylib` crate that implements
 //! [`Transform`] (a plain Rust trait) and exports it with [`export_transform!`]:
 //!
-//! ```ignore
+//! ```
 //! use txform_plugin_api::{export_transform, Output, OutRecord, Record, Transform, TransformError};
 //!
 //! pub struct Upper;

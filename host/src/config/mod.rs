@@ -5,10 +5,14 @@
 //! reported here, all at once, as `file:line: message`, before anything connects to a broker or
 //! loads a plugin.
 //!
-//! Layout: [`schema`] is the file as serde reads it (strict: unknown keys are errors), [`validate`]
-//! turns that into [`Pipeline`] while collecting semantic problems, [`error`] renders them.
+//! Layout: `schema` is the file as serde reads it (strict: unknown keys are errors); `validate`
+//! turns that into a [`Pipeline`] while collecting semantic problems, with `properties` (the
+//! librdkafka tables) and `plugin_config` (a transform's `config` as JSON); `error` renders the
+//! problems; `types` holds the public, validated types.
 
 mod error;
+mod plugin_config;
+mod properties;
 mod schema;
 mod types;
 mod validate;

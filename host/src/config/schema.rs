@@ -47,9 +47,8 @@ impl<'de, T: Deserialize<'de> + Table> Deserialize<'de> for Named<T> {
     }
 }
 
-/// The key named by serde's ``missing field `key` `` message (`serde::de::Error::missing_field`).
-/// Any line may hold it: at the top level toml has already prefixed its source snippet. Messages
-/// of nested tables have already been rewritten and no longer match.
+/// The key named by serde's ``missing field `key` `` message (`serde::de::Error::missing_field`),
+/// looked for on every line because the text is toml's rendering of the error, which may add lines.
 fn missing_field(message: &str) -> Option<&str> {
     message.lines().find_map(|line| {
         line.strip_prefix("missing field `")?

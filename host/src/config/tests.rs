@@ -214,6 +214,20 @@ fn unknown_key_names_the_key_and_its_line() {
 }
 
 #[test]
+fn unknown_table_and_unknown_transform_key_name_their_line() {
+    let text = format!("{MINIMAL}[sinks]\ntopic = \"x\"\n");
+    assert_eq!(
+        problems(&text),
+        ["pipeline.toml:12: unknown field `sinks`, expected one of `kafka`, `source`, `sink`, `transaction`, `batch`, `errors`, `log`, `transform`"]
+    );
+    let text = format!("{MINIMAL}[[transform]]\nplugin = \"libb.so\"\nconfg.x = 1\n");
+    assert_eq!(
+        problems(&text),
+        ["pipeline.toml:14: unknown field `confg`, expected one of `name`, `plugin`, `config`"]
+    );
+}
+
+#[test]
 fn wrong_type_points_at_the_value() {
     let text = format!("{MINIMAL}[errors]\n\nmax_retries = \"three\"\n");
     assert_eq!(

@@ -12,13 +12,13 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::error::Problems;
+use super::plugin_config::config_json;
+use super::properties::kafka;
 use super::schema::{
-    Properties, RawBatch, RawErrors, RawKafka, RawLog, RawPipeline, RawSink, RawSource,
-    RawTransaction, RawTransform,
+    RawBatch, RawErrors, RawLog, RawPipeline, RawSink, RawSource, RawTransaction, RawTransform,
 };
 use super::types::{
-    Batch, ErrorPolicy, KafkaProperties, LogSettings, Pipeline, Sink, Source, Transaction,
-    TransformSpec,
+    Batch, ErrorPolicy, LogSettings, Pipeline, Sink, Source, Transaction, TransformSpec,
 };
 
 /// Checks `raw` and builds the pipeline; the result is meaningful only if no problem was recorded.
@@ -68,102 +68,6 @@ pub(super) fn pipeline(
         log,
         transforms: transforms?,
     })
-}
-
-/// Which client a txform-owned property belongs to.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Role {
-    Consumer,
-    Producer,
-}
-
-/// Properties that exactly-once depends on: txform sets them itself, so a user value would either
-/// be overwritten (confusing) or break the guarantee. Each names the setting that controls it.
-const OWNED: &[(&str, Role, &str)] = &[
-    ("group.id", Role::Consumer, "set `source.group_id` instead"),
-    (
-        "enable.auto.commit",
-        Role::Consumer,
-        "txform commits offsets as `transaction.guarantee` requires",
-    ),
-    (
-        "enable.auto.offset.store",
-        Role::Consumer,
-        "txform stores offsets as `transaction.guarantee` requires",
-    ),
-    (
-        "isolation.level",
-        Role::Consumer,
-        "txform reads committed records only (see `transaction.guarantee`)",
-    ),
-    (
-        "group.instance.id",
-        Role::Consumer,
-        "set `transaction.static_membership` instead",
-    ),
-    (
-        "transactional.id",
-        Role::Producer,
-        "set `transaction.id_prefix` and `transaction.instance_id` instead",
-    ),
-    (
-        "enable.idempotence",
-        Role::Producer,
-        "txform always enables it (see `transaction.guarantee`)",
-    ),
-];
-
-fn kafka(raw: RawKafka, problems: &mut Problems<'_>) -> KafkaProperties {
-    let empty = || Properties(Vec::new());
-    KafkaProperties {
-        common: properties(
-            "common",
-            raw.common.0,
-            &[Role::Consumer, Role::Producer],
-            problems,
-        ),
-        consumer: properties(
-            "consumer",
-            raw.consumer.unwrap_or_else(empty),
-            &[Role::Consumer],
-            problems,
-        ),
-        producer: properties(
-            "producer",
-            raw.producer.unwrap_or_else(empty),
-            &[Role::Producer],
-            problems,
-        ),
-    }
-}
-
-/// Refuses the properties of `[kafka.<table>]` that txform owns for the clients in `roles`.
-fn properties(
-    table: &str,
-    raw: Properties,
-    roles: &[Role],
-    problems: &mut Problems<'_>,
-) -> Vec<(String, String)> {
-    let mut properties = Vec::with_capacity(raw.0.len());
-    for property in raw.0 {
-        let key = property.key.get_ref();
-        let owned = OWNED
-            .iter()
-            .find(|(name, role, _)| name == key && roles.contains(role));
-        if let Some((_, _, hint)) = owned {
-            problems.at(
-                property.key.span(),
-                format!("`kafka.{table}.\"{key}\"` is managed by txform: {hint}"),
-            );
-        } else if key == "bootstrap.servers" && property.value.trim().is_empty() {
-            problems.at(
-                property.key.span(),
-                format!("`kafka.{table}.\"{key}\"` must not be empty"),
-            );
-        }
-        properties.push((property.key.into_inner(), property.value));
-    }
-    properties
 }
 
 /// A required string, recording a problem when it is empty (or only blanks).
@@ -405,65 +309,4 @@ fn default_name(plugin: &Path) -> String {
         .map(|stem| stem.to_string_lossy())
         .unwrap_or_default();
     stem.strip_prefix("lib").unwrap_or(&stem).to_owned()
-}
-
-/// The `config` table as compact JSON, which is what plugins receive. Datetimes become their
-/// RFC 3339 text; non-finite floats, which JSON has no form for, are problems.
-fn config_json(table: toml::Table, name: &str, line: usize, problems: &mut Problems<'_>) -> String {
-    let mut unrepresentable = Vec::new();
-    let json = to_json(toml::Value::Table(table), "config", &mut unrepresentable);
-    for path in unrepresentable {
-        problems.at_line(
-            line,
-            format!("`{path}` of transform `{name}` is not a finite number, which JSON cannot represent"),
-        );
-    }
-    json.to_string()
-}
-
-/// Converts one TOML value, collecting the key paths of non-finite floats (they become `null`).
-fn to_json(value: toml::Value, path: &str, unrepresentable: &mut Vec<String>) -> serde_json::Value {
-    use serde_json::Value as Json;
-    match value {
-        toml::Value::String(text) => Json::String(text),
-        toml::Value::Integer(number) => Json::from(number),
-        toml::Value::Float(number) => match serde_json::Number::from_f64(number) {
-            Some(number) => Json::Number(number),
-            None => {
-                unrepresentable.push(path.to_owned());
-                Json::Null
-            }
-        },
-        toml::Value::Boolean(flag) => Json::Bool(flag),
-        toml::Value::Datetime(datetime) => Json::String(datetime.to_string()),
-        toml::Value::Array(items) => Json::Array(
-            items
-                .into_iter()
-                .enumerate()
-                .map(|(index, item)| to_json(item, &format!("{path}[{index}]"), unrepresentable))
-                .collect(),
-        ),
-        toml::Value::Table(table) => Json::Object(
-            table
-                .into_iter()
-                .map(|(key, item)| {
-                    let item_path = format!("{path}.{}", toml_key(&key));
-                    (key, to_json(item, &item_path, unrepresentable))
-                })
-                .collect(),
-        ),
-    }
-}
-
-/// `key` as it would be written in a TOML dotted path: bare when it can be, quoted otherwise.
-fn toml_key(key: &str) -> String {
-    let bare = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if bare {
-        key.to_owned()
-    } else {
-        format!("{key:?}")
-    }
 }

@@ -8,4 +8,3 @@ mod rebalance;
 
 pub use clients::{build_consumer, build_producer, check_properties, Consumer, Producer};
 pub use errors::{classify, ErrorClass};
-

@@ -7,4 +7,4 @@ mod runner;
 mod sink;
 mod stats;
 
-pub use runner::run;
+pub use runner::{run, RunError};

@@ -146,9 +146,9 @@ mod tests {
 
     #[test]
     fn missing_file_is_named() {
-        let err = load_plugin(Path::new("/nonexistent/libnothing.so")).unwrap_err();
+        let err = load_plugin(Path::new("/nonexistent/libnothing.so")).err();
         assert_eq!(
-            err.to_string(),
+            err.map(|e| e.to_string()).unwrap_or_default(),
             "plugin file not found: /nonexistent/libnothing.so"
         );
     }

@@ -6,5 +6,5 @@
 mod chain;
 mod loader;
 
-pub use chain::Chain;
-
+pub use chain::{Chain, ChainError, ChainOutput, Rejected, StageFailure};
+pub use loader::{load_plugin, LoadError};

@@ -1,0 +1,72 @@
+//! A transform's `config` table, converted to the JSON text plugins receive.
+//!
+//! Plugins are configured in JSON so that they need no TOML parser and the ABI carries one string;
+//! the conversion is lossless except where JSON has no form (non-finite floats), which is refused.
+
+use super::error::Problems;
+
+/// The `config` table as compact JSON, which is what plugins receive. Datetimes become their
+/// RFC 3339 text; non-finite floats, which JSON has no form for, are problems.
+pub(super) fn config_json(
+    table: toml::Table,
+    name: &str,
+    line: usize,
+    problems: &mut Problems<'_>,
+) -> String {
+    let mut unrepresentable = Vec::new();
+    let json = to_json(toml::Value::Table(table), "config", &mut unrepresentable);
+    for path in unrepresentable {
+        problems.at_line(
+            line,
+            format!("`{path}` of transform `{name}` is not a finite number, which JSON cannot represent"),
+        );
+    }
+    json.to_string()
+}
+
+/// Converts one TOML value, collecting the key paths of non-finite floats (they become `null`).
+fn to_json(value: toml::Value, path: &str, unrepresentable: &mut Vec<String>) -> serde_json::Value {
+    use serde_json::Value as Json;
+    match value {
+        toml::Value::String(text) => Json::String(text),
+        toml::Value::Integer(number) => Json::from(number),
+        toml::Value::Float(number) => match serde_json::Number::from_f64(number) {
+            Some(number) => Json::Number(number),
+            None => {
+                unrepresentable.push(path.to_owned());
+                Json::Null
+            }
+        },
+        toml::Value::Boolean(flag) => Json::Bool(flag),
+        toml::Value::Datetime(datetime) => Json::String(datetime.to_string()),
+        toml::Value::Array(items) => Json::Array(
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(index, item)| to_json(item, &format!("{path}[{index}]"), unrepresentable))
+                .collect(),
+        ),
+        toml::Value::Table(table) => Json::Object(
+            table
+                .into_iter()
+                .map(|(key, item)| {
+                    let item_path = format!("{path}.{}", toml_key(&key));
+                    (key, to_json(item, &item_path, unrepresentable))
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// `key` as it would be written in a TOML dotted path: bare when it can be, quoted otherwise.
+fn toml_key(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare {
+        key.to_owned()
+    } else {
+        format!("{key:?}")
+    }
+}

@@ -1,0 +1,103 @@
+//! The librdkafka property tables: passed through as strings, except for the properties
+//! exactly-once depends on, which txform sets itself and refuses from the file.
+
+use super::error::Problems;
+use super::schema::{Properties, RawKafka};
+use super::types::KafkaProperties;
+
+/// Which client a txform-owned property belongs to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Consumer,
+    Producer,
+}
+
+/// Properties that exactly-once depends on: txform sets them itself, so a user value would either
+/// be overwritten (confusing) or break the guarantee. Each names the setting that controls it.
+const OWNED: &[(&str, Role, &str)] = &[
+    ("group.id", Role::Consumer, "set `source.group_id` instead"),
+    (
+        "enable.auto.commit",
+        Role::Consumer,
+        "txform commits offsets as `transaction.guarantee` requires",
+    ),
+    (
+        "enable.auto.offset.store",
+        Role::Consumer,
+        "txform stores offsets as `transaction.guarantee` requires",
+    ),
+    (
+        "isolation.level",
+        Role::Consumer,
+        "txform reads committed records only (see `transaction.guarantee`)",
+    ),
+    (
+        "group.instance.id",
+        Role::Consumer,
+        "set `transaction.static_membership` instead",
+    ),
+    (
+        "transactional.id",
+        Role::Producer,
+        "set `transaction.id_prefix` and `transaction.instance_id` instead",
+    ),
+    (
+        "enable.idempotence",
+        Role::Producer,
+        "txform always enables it (see `transaction.guarantee`)",
+    ),
+];
+
+/// Checks the three property tables.
+pub(super) fn kafka(raw: RawKafka, problems: &mut Problems<'_>) -> KafkaProperties {
+    let empty = || Properties(Vec::new());
+    KafkaProperties {
+        common: properties(
+            "common",
+            raw.common.0,
+            &[Role::Consumer, Role::Producer],
+            problems,
+        ),
+        consumer: properties(
+            "consumer",
+            raw.consumer.unwrap_or_else(empty),
+            &[Role::Consumer],
+            problems,
+        ),
+        producer: properties(
+            "producer",
+            raw.producer.unwrap_or_else(empty),
+            &[Role::Producer],
+            problems,
+        ),
+    }
+}
+
+/// Refuses the properties of `[kafka.<table>]` that txform owns for the clients in `roles`.
+fn properties(
+    table: &str,
+    raw: Properties,
+    roles: &[Role],
+    problems: &mut Problems<'_>,
+) -> Vec<(String, String)> {
+    let mut properties = Vec::with_capacity(raw.0.len());
+    for property in raw.0 {
+        let key = property.key.get_ref();
+        let owned = OWNED
+            .iter()
+            .find(|(name, role, _)| name == key && roles.contains(role));
+        if let Some((_, _, hint)) = owned {
+            problems.at(
+                property.key.span(),
+                format!("`kafka.{table}.\"{key}\"` is managed by txform: {hint}"),
+            );
+        } else if key == "bootstrap.servers" && property.value.trim().is_empty() {
+            problems.at(
+                property.key.span(),
+                format!("`kafka.{table}.\"{key}\"` must not be empty"),
+            );
+        }
+        properties.push((property.key.into_inner(), property.value));
+    }
+    properties
+}

@@ -1,0 +1,8 @@
+//! The txform host as a library: the `txform` binary is a thin CLI over these modules, and the
+//! benchmarks and tests use them directly. See ARCHITECTURE.md for the map and its invariants.
+
+pub mod config;
+pub mod kafka;
+pub mod pipeline;
+pub mod plugin;
+pub mod shutdown;
