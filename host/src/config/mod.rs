@@ -24,8 +24,8 @@ use std::path::Path;
 
 pub use error::ConfigError;
 pub use types::{
-    Batch, ErrorPolicy, Guarantee, KafkaProperties, LogSettings, ParseGuaranteeError, Pipeline,
-    Sink, Source, Transaction, TransformSpec,
+    Batch, ErrorPolicy, FailureAction, Guarantee, KafkaProperties, LogSettings,
+    ParseGuaranteeError, Pipeline, Sink, Source, Transaction, TransformSpec,
 };
 
 use error::Problems;

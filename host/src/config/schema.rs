@@ -251,8 +251,20 @@ impl Table for RawBatch {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawErrors {
     pub max_retries: Option<Spanned<i64>>,
+    pub max_retry_time_ms: Option<Spanned<i64>>,
     pub initial_backoff_ms: Option<Spanned<i64>>,
     pub max_backoff_ms: Option<Spanned<i64>>,
+    pub on_failure: Option<Spanned<FailureActionName>>,
+    pub dead_letter_topic: Option<Spanned<String>>,
+}
+
+/// The spellings of `errors.on_failure`.
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub(super) enum FailureActionName {
+    Stop,
+    DeadLetter,
+    Skip,
 }
 
 impl Table for RawErrors {

@@ -73,8 +73,11 @@ max_wait_ms = 250
 
 [errors]
 max_retries = 3
+max_retry_time_ms = 60000
 initial_backoff_ms = 50
 max_backoff_ms = 2000
+on_failure = "dead-letter"
+dead_letter_topic = "dlq"
 
 [log]
 stats_interval_secs = 30
@@ -122,6 +125,10 @@ plugin = "/opt/txform/libtxform_passthrough.so"
         },
         errors: ErrorPolicy {
             max_retries: 3,
+            max_retry_time: Some(Duration::from_secs(60)),
+            on_failure: FailureAction::DeadLetter {
+                topic: "dlq".to_string(),
+            },
             initial_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_millis(2000),
         },
@@ -134,13 +141,13 @@ plugin = "/opt/txform/libtxform_passthrough.so"
                 plugin: PathBuf::from("/base/plugins/libjson.so"),
                 config_json: r#"{"fields":["id","ts"],"nested":{"depth":2,"ratio":0.25},"when":"1979-05-27T07:32:00Z"}"#
                     .to_string(),
-                line: 37,
+                line: 40,
             },
             TransformSpec {
                 name: "txform_passthrough".to_string(),
                 plugin: PathBuf::from("/opt/txform/libtxform_passthrough.so"),
                 config_json: "{}".to_string(),
-                line: 45,
+                line: 48,
             },
         ],
     };
@@ -175,6 +182,8 @@ fn omitted_keys_take_their_defaults() {
         pipeline.errors,
         ErrorPolicy {
             max_retries: 5,
+            max_retry_time: None,
+            on_failure: FailureAction::Stop,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(10_000),
         }
@@ -588,4 +597,20 @@ fn shipped_example_is_valid() {
     if let Err(error) = parse(example, Path::new("pipeline.toml"), Path::new("")) {
         panic!("{error}");
     }
+}
+
+#[test]
+fn dead_letter_needs_its_topic_and_the_topic_needs_dead_letter() {
+    let text = format!("{MINIMAL}[errors]\non_failure = \"dead-letter\"\n");
+    assert_eq!(
+        problems(&text),
+        ["pipeline.toml:13: `errors.on_failure = \"dead-letter\"` needs `errors.dead_letter_topic`"]
+    );
+    let text = format!("{MINIMAL}[errors]\non_failure = \"skip\"\ndead_letter_topic = \"dlq\"\n");
+    assert_eq!(
+        problems(&text),
+        ["pipeline.toml:14: `errors.dead_letter_topic` is only used with `errors.on_failure = \"dead-letter\"`"]
+    );
+    let text = format!("{MINIMAL}[errors]\non_failure = \"skip\"\n");
+    assert_eq!(parse_ok(&text).errors.on_failure, FailureAction::Skip);
 }

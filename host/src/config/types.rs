@@ -192,11 +192,19 @@ impl Default for Batch {
     }
 }
 
-/// `[errors]`: retrying a batch whose transaction failed with a retriable error.
+/// `[errors]`: what happens to a batch whose records make a transform (or Kafka) fail.
+///
+/// Such a batch is retried, each attempt in its own aborted transaction, with exponential backoff;
+/// once the retries are exhausted, [`FailureAction`] decides. Failures of Kafka itself (broker
+/// unreachable, rebalance) are retried without bound: they say nothing about the records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorPolicy {
     /// Attempts after the first one before giving up on a batch.
     pub max_retries: u32,
+    /// Also give up once this much time has passed since the batch first failed (`max_retry_time_ms`).
+    pub max_retry_time: Option<Duration>,
+    /// What to do once retries are exhausted (`on_failure`, default `stop`).
+    pub on_failure: FailureAction,
     /// Wait before the first retry (`initial_backoff_ms`); never more than `max_backoff`.
     pub initial_backoff: Duration,
     /// Upper bound of the growing wait between retries (`max_backoff_ms`).
@@ -207,8 +215,34 @@ impl Default for ErrorPolicy {
     fn default() -> Self {
         ErrorPolicy {
             max_retries: 5,
+            max_retry_time: None,
+            on_failure: FailureAction::Stop,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(10_000),
+        }
+    }
+}
+
+/// What happens to a batch that keeps failing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureAction {
+    /// Exit non-zero, naming the transform, its error and the offsets; nothing is committed past
+    /// the batch (`stop`).
+    Stop,
+    /// Find the failing records by bisection and write them, unchanged and with headers saying why,
+    /// to this topic in the transaction that commits their offsets (`dead-letter`).
+    DeadLetter { topic: String },
+    /// Find the failing records by bisection and drop them, logged with their offsets (`skip`).
+    Skip,
+}
+
+impl FailureAction {
+    /// The `on_failure` spelling, for log lines.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FailureAction::Stop => "stop",
+            FailureAction::DeadLetter { .. } => "dead-letter",
+            FailureAction::Skip => "skip",
         }
     }
 }

@@ -15,10 +15,12 @@ use super::error::Problems;
 use super::plugin_config::config_json;
 use super::properties::kafka;
 use super::schema::{
-    RawBatch, RawErrors, RawLog, RawPipeline, RawSink, RawSource, RawTransaction, RawTransform,
+    FailureActionName, RawBatch, RawErrors, RawLog, RawPipeline, RawSink, RawSource,
+    RawTransaction, RawTransform,
 };
 use super::types::{
-    Batch, ErrorPolicy, LogSettings, Pipeline, Sink, Source, Transaction, TransformSpec,
+    Batch, ErrorPolicy, FailureAction, LogSettings, Pipeline, Sink, Source, Transaction,
+    TransformSpec,
 };
 
 /// Checks `raw` and builds the pipeline; the result is meaningful only if no problem was recorded.
@@ -221,10 +223,52 @@ fn errors(raw: Option<RawErrors>, problems: &mut Problems<'_>) -> ErrorPolicy {
             ),
         );
     }
+    let max_retry_time = ranged(
+        raw.max_retry_time_ms.as_ref(),
+        "errors.max_retry_time_ms",
+        1..=i64::MAX,
+        problems,
+    )
+    .map(Duration::from_millis);
     ErrorPolicy {
         max_retries: max_retries.unwrap_or(default.max_retries),
+        max_retry_time,
+        on_failure: failure_action(&raw, problems),
         initial_backoff,
         max_backoff,
+    }
+}
+
+/// `dead-letter` needs `dead_letter_topic`, and the topic is meaningless with any other action.
+fn failure_action(raw: &RawErrors, problems: &mut Problems<'_>) -> FailureAction {
+    let action = raw.on_failure.as_ref().map(|a| *a.get_ref());
+    match (action, &raw.dead_letter_topic) {
+        (Some(FailureActionName::DeadLetter), Some(topic)) => FailureAction::DeadLetter {
+            topic: non_empty(topic.clone(), "errors.dead_letter_topic", problems),
+        },
+        (Some(FailureActionName::DeadLetter), None) => {
+            if let Some(action) = &raw.on_failure {
+                problems.at(
+                    action.span(),
+                    "`errors.on_failure = \"dead-letter\"` needs `errors.dead_letter_topic`"
+                        .to_owned(),
+                );
+            }
+            FailureAction::Stop
+        }
+        (other, Some(topic)) => {
+            problems.at(
+                topic.span(),
+                "`errors.dead_letter_topic` is only used with `errors.on_failure = \"dead-letter\"`"
+                    .to_owned(),
+            );
+            match other {
+                Some(FailureActionName::Skip) => FailureAction::Skip,
+                _ => FailureAction::Stop,
+            }
+        }
+        (Some(FailureActionName::Skip), None) => FailureAction::Skip,
+        (Some(FailureActionName::Stop) | None, None) => FailureAction::Stop,
     }
 }
 

@@ -6,14 +6,15 @@
 use anyhow::Context as _;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::BaseConsumer;
-use rdkafka::producer::{BaseProducer, DefaultProducerContext};
+use rdkafka::producer::BaseProducer;
 
 use crate::config::{Guarantee, Pipeline};
 
+use super::delivery::DeliveryTracker;
 use super::rebalance::RebalanceTracker;
 
 pub type Consumer = BaseConsumer<RebalanceTracker>;
-pub type Producer = BaseProducer<DefaultProducerContext>;
+pub type Producer = BaseProducer<DeliveryTracker>;
 
 /// A group member that reads only committed data and never commits on its own.
 pub fn build_consumer(pipeline: &Pipeline) -> anyhow::Result<Consumer> {
@@ -26,7 +27,7 @@ pub fn build_consumer(pipeline: &Pipeline) -> anyhow::Result<Consumer> {
 /// predecessor (and aborts its open transaction) at `init_transactions`.
 pub fn build_producer(pipeline: &Pipeline) -> anyhow::Result<Producer> {
     producer_config(pipeline)
-        .create()
+        .create_with_context(DeliveryTracker::default())
         .context("cannot create the Kafka producer")
 }
 

@@ -2,7 +2,8 @@
 //!
 //! A batch holds the librdkafka messages themselves (zero copy); plugins get [`Record`] views of them.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -17,8 +18,22 @@ use crate::kafka::{classify, Consumer, ErrorClass};
 /// How long one idle poll waits, so a shutdown request is seen promptly.
 const IDLE_POLL: Duration = Duration::from_millis(100);
 
+/// Seeking is local to the client; this only bounds waiting for its internal lock.
+const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Seeks each partition to its offset; a partition lost in the meantime restarts from its committed
+/// offset anyway, so a failed seek is only logged.
+fn seek(consumer: &Consumer, targets: BTreeMap<(&str, i32), i64>) {
+    for ((topic, partition), offset) in targets {
+        if let Err(error) = consumer.seek(topic, partition, Offset::Offset(offset), SEEK_TIMEOUT) {
+            log::debug!("seek {topic}/{partition} to {offset}: {error}");
+        }
+    }
+}
+
 /// The messages of one transaction, in fetch order.
 pub struct Batch<'c> {
+    consumer: &'c Consumer,
     messages: Vec<BorrowedMessage<'c>>,
 }
 
@@ -54,11 +69,16 @@ impl<'c> Batch<'c> {
             if consumer.context().events() != rebalances {
                 rebalances = consumer.context().events();
                 let dropped = Batch {
+                    consumer,
                     messages: std::mem::take(&mut messages),
                 };
-                dropped.rewind_after_rebalance(consumer);
+                let fresh = match &polled {
+                    Some(Ok(message)) => Some(message),
+                    _ => None,
+                };
+                dropped.rewind_after_rebalance(fresh);
                 deadline = None;
-                continue; // the message from this poll (if any) was rewound too
+                continue;
             }
             match polled {
                 // Idle: return (empty) so the caller can report and check for shutdown.
@@ -73,7 +93,7 @@ impl<'c> Batch<'c> {
                 Some(Err(error)) => log::warn!("consumer: {error}"),
             }
         }
-        Ok(Batch { messages })
+        Ok(Batch { consumer, messages })
     }
 
     pub fn len(&self) -> usize {
@@ -84,10 +104,10 @@ impl<'c> Batch<'c> {
         self.messages.is_empty()
     }
 
-    /// First and last offset of each partition in the batch.
-    pub fn spans(&self) -> BTreeMap<(&str, i32), Span> {
+    /// First and last offset of each partition among the batch records in `range`.
+    pub fn spans(&self, range: Range<usize>) -> BTreeMap<(&str, i32), Span> {
         let mut spans: BTreeMap<(&str, i32), Span> = BTreeMap::new();
-        for m in &self.messages {
+        for m in self.messages.get(range).unwrap_or_default() {
             spans
                 .entry((m.topic(), m.partition()))
                 .and_modify(|s| s.last = m.offset())
@@ -99,19 +119,26 @@ impl<'c> Batch<'c> {
         spans
     }
 
-    /// The offsets to commit: one past the last message of each partition.
-    pub fn next_offsets(&self) -> Result<TopicPartitionList, KafkaError> {
+    /// The offsets to commit after the records in `range`: one past the last of each partition.
+    /// Records are in fetch order, so a range that follows everything committed before it covers a
+    /// contiguous next chunk of every partition it touches.
+    pub fn next_offsets(&self, range: Range<usize>) -> Result<TopicPartitionList, KafkaError> {
         let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), span) in self.spans() {
+        for ((topic, partition), span) in self.spans(range) {
             tpl.add_partition_offset(topic, partition, Offset::Offset(span.last + 1))?;
         }
         Ok(tpl)
     }
 
-    /// "topic/partition offsets first..=last" of every partition, for error messages.
-    pub fn describe(&self) -> String {
+    /// All indices of the batch.
+    pub fn all(&self) -> Range<usize> {
+        0..self.messages.len()
+    }
+
+    /// "topic/partition offsets first..=last" of every partition in `range`, for messages.
+    pub fn describe(&self, range: Range<usize>) -> String {
         let spans: Vec<String> = self
-            .spans()
+            .spans(range)
             .iter()
             .map(|((topic, partition), s)| {
                 format!("{topic}/{partition} offsets {}..={}", s.first, s.last)
@@ -120,34 +147,44 @@ impl<'c> Batch<'c> {
         spans.join(", ")
     }
 
-    /// Seeks every partition of the batch back to the batch's first offset, so the next poll fetches
-    /// the same records again. Used after an aborted transaction.
-    pub fn rewind(&self, consumer: &Consumer) {
-        self.seek_first(consumer, &HashSet::new());
-    }
-
-    /// After a rebalance: partitions we still own are sought back; revoked ones restart from their
-    /// committed offsets if they come back, which is where this batch began too.
-    fn rewind_after_rebalance(&self, consumer: &Consumer) {
-        let revoked = consumer.context().take_revoked();
-        self.seek_first(consumer, &revoked);
-    }
-
-    fn seek_first(&self, consumer: &Consumer, skip: &HashSet<(String, i32)>) {
-        for ((topic, partition), span) in self.spans() {
-            if skip.contains(&(topic.to_string(), partition)) {
-                continue;
-            }
-            if let Err(error) = consumer.seek(
-                topic,
-                partition,
-                Offset::Offset(span.first),
-                Duration::from_secs(10),
-            ) {
-                // A partition lost in the meantime restarts from its committed offset anyway.
-                log::debug!("seek {topic}/{partition} to {}: {error}", span.first);
-            }
+    /// "topic/partition@offset" of the record at `index`.
+    pub fn source_of(&self, index: usize) -> String {
+        match self.messages.get(index) {
+            Some(m) => format!("{}/{}@{}", m.topic(), m.partition(), m.offset()),
+            None => format!("batch record {index}"),
         }
+    }
+
+    /// Seeks every partition of the records from `start` on back to its first offset there, so the
+    /// next poll fetches them again. Used after an aborted transaction.
+    pub fn rewind_from(&self, start: usize) {
+        let targets = self
+            .spans(start..self.messages.len())
+            .into_iter()
+            .map(|(partition, span)| (partition, span.first))
+            .collect();
+        seek(self.consumer, targets);
+    }
+
+    /// Drops the batch after a rebalance seen by the poll that returned `fresh`. Partitions still
+    /// owned are sought back to the first dropped record. Revoked ones restart from their committed
+    /// offset if they come back (not from what we held: another member may have committed past it),
+    /// except that `fresh`, fetched after the callback, already moved its partition past itself.
+    fn rewind_after_rebalance(&self, fresh: Option<&BorrowedMessage<'_>>) {
+        let revoked = self.consumer.context().take_revoked();
+        let mut targets: BTreeMap<(&str, i32), i64> = self
+            .spans(self.all())
+            .into_iter()
+            .filter(|((topic, partition), _)| !revoked.contains(&(topic.to_string(), *partition)))
+            .map(|(partition, span)| (partition, span.first))
+            .collect();
+        if let Some(m) = fresh {
+            targets
+                .entry((m.topic(), m.partition()))
+                .and_modify(|first| *first = (*first).min(m.offset()))
+                .or_insert(m.offset());
+        }
+        seek(self.consumer, targets);
     }
 
     /// Calls `f` with zero-copy record views of the batch.

@@ -1,7 +1,10 @@
 //! The consume-transform-produce loop: collect a batch, run the chain, produce, commit; abort and
 //! rewind on any failure.
 
+mod attempt;
 mod batch;
+mod failure;
+mod isolate;
 mod retry;
 mod runner;
 mod sink;

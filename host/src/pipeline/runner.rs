@@ -1,24 +1,27 @@
-//! The main loop of one txform instance.
+//! The main loop of one txform instance and its error policy.
 //!
 //! Per batch: begin, run the transform chain, produce, send the consumed offsets with the consumer's
 //! group metadata, commit. Any failure aborts the transaction and rewinds the consumer to the batch's
 //! first offsets, so nothing of a failed batch is ever visible to read_committed readers and nothing is
-//! skipped. Retries back off exponentially and are bounded; fatal Kafka errors stop the instance.
+//! skipped. Failures caused by records are retried with backoff up to `errors.max_retries`, then
+//! `errors.on_failure` decides; failures of Kafka itself are retried without bound; fatal errors stop
+//! the instance.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{CommitMode, Consumer as _};
-use rdkafka::error::KafkaError;
+use rdkafka::consumer::Consumer as _;
 use rdkafka::producer::Producer as _;
 
-use crate::config::{Guarantee, Pipeline};
-use crate::kafka::{build_consumer, build_producer, classify, Consumer, ErrorClass, Producer};
+use crate::config::{FailureAction, Guarantee, Pipeline};
+use crate::kafka::{build_consumer, build_producer, classify, ErrorClass};
 use crate::plugin::Chain;
 
+use super::attempt::{Attempt, Work};
 use super::batch::Batch;
+use super::failure::Failure;
+use super::isolate::isolate;
 use super::retry::{backoff, sleep_unless_stopped, until_done};
-use super::sink::produce_all;
 use super::stats::Stats;
 
 /// Why an instance stopped before being asked to.
@@ -47,20 +50,21 @@ impl RunError {
     }
 }
 
-/// How one batch attempt failed.
-enum Failure {
-    /// The batch was aborted and may be retried.
-    Batch(String),
-    /// The instance cannot go on.
-    Fatal(String),
+/// Consecutive failures at the current position of the stream; reset by every commit.
+#[derive(Default)]
+struct Streak {
+    /// Failures caused by records: they count against `errors.max_retries`.
+    records: u32,
+    /// Failures of Kafka itself: they only lengthen the backoff.
+    kafka: u32,
+    since: Option<Instant>,
 }
 
 /// Runs the pipeline until `stop` is set (clean exit) or an error ends it.
 pub fn run(pipeline: &Pipeline, mut chain: Chain, stop: &AtomicBool) -> Result<(), RunError> {
     let consumer = build_consumer(pipeline).map_err(RunError::Startup)?;
     let producer = build_producer(pipeline).map_err(RunError::Startup)?;
-    let exactly_once = pipeline.transaction.guarantee == Guarantee::ExactlyOnce;
-    if exactly_once {
+    if pipeline.transaction.guarantee == Guarantee::ExactlyOnce {
         let started = Instant::now();
         until_done("init_transactions", |t| producer.init_transactions(t)).map_err(|e| {
             match classify(&e) {
@@ -75,7 +79,7 @@ pub fn run(pipeline: &Pipeline, mut chain: Chain, stop: &AtomicBool) -> Result<(
         .subscribe(&topics)
         .map_err(|e| RunError::Startup(anyhow::anyhow!("subscribe to {topics:?}: {e}")))?;
     log::info!(
-        "txform running: {} -> {} | group {} | {} id {} | batch {} records / {:?} | chain: {}",
+        "txform running: {} -> {} | group {} | {} id {} | batch {} records / {:?} | on failure: {} after {} retries | chain: {}",
         topics.join(","),
         pipeline.sink.topic,
         pipeline.source.group_id,
@@ -83,11 +87,13 @@ pub fn run(pipeline: &Pipeline, mut chain: Chain, stop: &AtomicBool) -> Result<(
         pipeline.transactional_id(),
         pipeline.batch.max_records,
         pipeline.batch.max_wait,
+        pipeline.errors.on_failure.as_str(),
+        pipeline.errors.max_retries,
         chain.describe().join(" -> ")
     );
 
     let mut stats = Stats::new(pipeline.log.stats_interval);
-    let mut failures = 0u32;
+    let mut streak = Streak::default();
     let policy = &pipeline.errors;
     while !stop.load(Ordering::SeqCst) {
         stats.maybe_report();
@@ -102,169 +108,117 @@ pub fn run(pipeline: &Pipeline, mut chain: Chain, stop: &AtomicBool) -> Result<(
             continue;
         }
         let started = Instant::now();
-        let attempt = Attempt {
-            pipeline,
-            consumer: &consumer,
-            producer: &producer,
-            batch: &batch,
-        };
-        let result = if exactly_once {
-            attempt.exactly_once(&mut chain)
-        } else {
-            attempt.at_least_once(&mut chain)
-        };
-        match result {
-            Ok(produced) => {
-                failures = 0;
-                stats.records_in += batch.len() as u64;
-                stats.records_out += produced as u64;
-                stats.transactions += 1;
+        let outcome = batch.with_records(|records| {
+            let attempt = Attempt {
+                pipeline,
+                consumer: &consumer,
+                producer: &producer,
+                batch: &batch,
+                records,
+            };
+            match attempt.run(&mut chain, batch.all(), &Work::Transform) {
+                Ok(done) => {
+                    stats.committed(done);
+                    Ok(())
+                }
+                Err(Failure::Records { cause, source }) => {
+                    stats.aborts += 1;
+                    streak.records += 1;
+                    let since = *streak.since.get_or_insert_with(Instant::now);
+                    let out_of_time = policy.max_retry_time.is_some_and(|t| since.elapsed() >= t);
+                    if streak.records <= policy.max_retries && !out_of_time {
+                        return Err(Retry::Records(cause.to_string()));
+                    }
+                    match policy.on_failure {
+                        FailureAction::Stop => Err(Retry::GiveUp(match source {
+                            Some(index) => format!("{cause} (record {})", batch.source_of(index)),
+                            None => cause.to_string(),
+                        })),
+                        FailureAction::DeadLetter { .. } | FailureAction::Skip => {
+                            let attempts = streak.records;
+                            isolate(&attempt, &mut chain, cause, source, attempts, &mut stats)
+                                .map_err(|failure| match failure {
+                                    Failure::Fatal(message) => Retry::Fatal(message),
+                                    other => Retry::KafkaAfterPartialCommit(format!("{other:?}")),
+                                })
+                        }
+                    }
+                }
+                Err(Failure::Kafka(message)) => {
+                    stats.aborts += 1;
+                    Err(Retry::Kafka(message))
+                }
+                Err(Failure::Fatal(message)) => Err(Retry::Fatal(message)),
+            }
+        });
+        let delay = match outcome {
+            Ok(()) => {
+                streak = Streak::default();
                 log::debug!(
-                    "committed {} in, {produced} out in {:.1?}: {}",
+                    "committed {} in in {:.1?}: {}",
                     batch.len(),
                     started.elapsed(),
-                    batch.describe()
+                    batch.describe(batch.all())
                 );
+                continue;
             }
-            Err(Failure::Fatal(message)) => return Err(RunError::Fatal(message)),
-            Err(Failure::Batch(message)) => {
-                stats.aborts += 1;
-                batch.rewind(&consumer);
-                failures += 1;
-                if failures > policy.max_retries {
-                    log::info!("{}", stats.summary());
-                    return Err(RunError::Exhausted {
-                        attempts: failures,
-                        offsets: batch.describe(),
-                        failure: message,
-                    });
-                }
+            Err(Retry::Fatal(message)) => return Err(RunError::Fatal(message)),
+            Err(Retry::GiveUp(failure)) => {
+                log::info!("{}", stats.summary());
+                return Err(RunError::Exhausted {
+                    attempts: streak.records,
+                    offsets: batch.describe(batch.all()),
+                    failure,
+                });
+            }
+            Err(Retry::Records(message)) => {
+                batch.rewind_from(0);
                 stats.retries += 1;
-                let delay = backoff(failures, policy.initial_backoff, policy.max_backoff);
+                let delay = backoff(streak.records, policy.initial_backoff, policy.max_backoff);
                 log::warn!(
-                    "aborted batch at {} (attempt {failures} of {}): {message}; retrying in {delay:.0?}",
-                    batch.describe(),
+                    "aborted batch at {} (attempt {} of {}): {message}; retrying in {delay:.0?}",
+                    batch.describe(batch.all()),
+                    streak.records,
                     policy.max_retries + 1
                 );
-                drop(batch);
-                sleep_unless_stopped(delay, stop);
+                delay
             }
-        }
+            Err(Retry::Kafka(message)) => {
+                batch.rewind_from(0);
+                kafka_delay(&mut streak, policy, &message)
+            }
+            // Isolation already rewound what it had not committed.
+            Err(Retry::KafkaAfterPartialCommit(message)) => {
+                kafka_delay(&mut streak, policy, &message)
+            }
+        };
+        drop(batch);
+        sleep_unless_stopped(delay, stop);
     }
     log::info!("stopping: {}", stats.summary());
-    // Dropping the consumer closes it, which leaves the group (static members keep their slot until
-    // their session times out).
+    // Closing the consumer leaves the group (a static member keeps its slot until its session times
+    // out); the producer has no transaction open between batches.
     drop(consumer);
     drop(producer);
     Ok(())
 }
 
-/// One attempt at one batch.
-struct Attempt<'a, 'c> {
-    pipeline: &'a Pipeline,
-    consumer: &'c Consumer,
-    producer: &'a Producer,
-    batch: &'a Batch<'c>,
+/// What the loop does after a batch did not commit.
+enum Retry {
+    Records(String),
+    Kafka(String),
+    KafkaAfterPartialCommit(String),
+    GiveUp(String),
+    Fatal(String),
 }
 
-impl Attempt<'_, '_> {
-    /// The transactional path. Returns the number of records produced.
-    fn exactly_once(&self, chain: &mut Chain) -> Result<usize, Failure> {
-        self.producer
-            .begin_transaction()
-            .map_err(|e| self.kafka_failure("begin_transaction", e))?;
-        match self
-            .transform_and_produce(chain)
-            .and_then(|n| self.commit().map(|()| n))
-        {
-            Ok(produced) => Ok(produced),
-            Err(Failure::Fatal(message)) => Err(Failure::Fatal(message)),
-            Err(Failure::Batch(message)) => {
-                until_done("abort_transaction", |t| self.producer.abort_transaction(t)).map_err(
-                    |e| Failure::Fatal(format!("abort_transaction after `{message}`: {e}")),
-                )?;
-                Err(Failure::Batch(message))
-            }
-        }
-    }
-
-    /// The non-transactional path: produce, flush, then commit the offsets. A crash between flush and
-    /// commit duplicates the batch; nothing is lost.
-    fn at_least_once(&self, chain: &mut Chain) -> Result<usize, Failure> {
-        let produced = self.transform_and_produce(chain)?;
-        until_done("flush", |t| self.producer.flush(t))
-            .map_err(|e| self.kafka_failure("flush", e))?;
-        let offsets = self
-            .batch
-            .next_offsets()
-            .map_err(|e| self.kafka_failure("offsets", e))?;
-        self.consumer
-            .commit(&offsets, CommitMode::Sync)
-            .map_err(|e| self.kafka_failure("commit offsets", e))?;
-        Ok(produced)
-    }
-
-    fn transform_and_produce(&self, chain: &mut Chain) -> Result<usize, Failure> {
-        let output = self
-            .batch
-            .with_records(|records| chain.run(records))
-            .map_err(|failure| Failure::Batch(failure.to_string()))?;
-        if let Some(rejected) = output.rejected.first() {
-            return Err(Failure::Batch(format!(
-                "transform `{}` rejected {} record(s), first {}: {}",
-                rejected.stage,
-                output.rejected.len(),
-                self.source_of(rejected.input),
-                rejected.reason
-            )));
-        }
-        produce_all(self.producer, &self.pipeline.sink.topic, &output.records).map_err(
-            |failure| {
-                Failure::Batch(format!(
-                    "{failure} (source {})",
-                    self.source_of(failure.input)
-                ))
-            },
-        )?;
-        Ok(output.records.len())
-    }
-
-    fn commit(&self) -> Result<(), Failure> {
-        let offsets = self
-            .batch
-            .next_offsets()
-            .map_err(|e| self.kafka_failure("offsets", e))?;
-        let metadata = self
-            .consumer
-            .group_metadata()
-            .ok_or_else(|| Failure::Batch("consumer has no group metadata yet".to_string()))?;
-        until_done("send_offsets_to_transaction", |t| {
-            self.producer
-                .send_offsets_to_transaction(&offsets, &metadata, t)
-        })
-        .map_err(|e| self.kafka_failure("send_offsets_to_transaction", e))?;
-        until_done("commit_transaction", |t| {
-            self.producer.commit_transaction(t)
-        })
-        .map_err(|e| self.kafka_failure("commit_transaction", e))
-    }
-
-    fn kafka_failure(&self, call: &str, error: KafkaError) -> Failure {
-        match classify(&error) {
-            ErrorClass::Fatal => Failure::Fatal(format!(
-                "{call}: {error} (transactional.id {}; if another instance with this id started, it fenced this one)",
-                self.pipeline.transactional_id()
-            )),
-            ErrorClass::Abortable | ErrorClass::Retriable => Failure::Batch(format!("{call}: {error}")),
-        }
-    }
-
-    /// "topic/partition@offset" of the batch record at `index`.
-    fn source_of(&self, index: usize) -> String {
-        use rdkafka::Message as _;
-        match self.batch.message(index) {
-            Some(m) => format!("{}/{}@{}", m.topic(), m.partition(), m.offset()),
-            None => format!("batch record {index}"),
-        }
-    }
+fn kafka_delay(
+    streak: &mut Streak,
+    policy: &crate::config::ErrorPolicy,
+    message: &str,
+) -> Duration {
+    streak.kafka += 1;
+    let delay = backoff(streak.kafka, policy.initial_backoff, policy.max_backoff);
+    log::warn!("Kafka failure, batch aborted and rewound: {message}; retrying in {delay:.0?}");
+    delay
 }

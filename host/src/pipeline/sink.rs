@@ -1,30 +1,34 @@
-//! Producing a chain's outputs.
+//! Producing a chain's outputs and dead-letter records.
 
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
+use rdkafka::message::{Header as KafkaHeader, Headers, Message, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 use rdkafka::types::RDKafkaErrorCode;
 use txform_plugin_api::OutRecord;
 
 use crate::kafka::Producer;
 
-/// A record Kafka refused to enqueue; `input` is the index of its source record in the batch.
+use super::batch::Batch;
+use super::failure::Cause;
+
+/// A record Kafka refused to enqueue; `source` is the index of its source record in the batch.
 #[derive(Debug, thiserror::Error)]
-#[error("producing the output of batch record {input} to {topic}: {error}")]
+#[error("producing to {topic}: {error}")]
 pub struct ProduceFailure {
-    pub input: usize,
+    pub source: usize,
     pub topic: String,
     #[source]
     pub error: KafkaError,
 }
 
-/// Enqueues every record, waiting for room when librdkafka's queue is full. Delivery failures surface
-/// later, at flush or commit.
-pub fn produce_all(
+/// Enqueues every output; `first` is the batch index of the chain's input 0. Delivery failures
+/// surface later, at flush or commit, through the producer's `DeliveryTracker`.
+pub fn produce_outputs(
     producer: &Producer,
     default_topic: &str,
+    first: usize,
     records: &[OutRecord],
 ) -> Result<(), ProduceFailure> {
     for record in records {
@@ -43,7 +47,8 @@ pub fn produce_all(
                 })
             },
         );
-        let mut message: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).headers(headers);
+        let source = first + record.input as usize;
+        let mut message = BaseRecord::with_opaque_to(topic, source).headers(headers);
         if let Some(key) = record.key.as_ref().into_option() {
             message = message.key(key.as_slice());
         }
@@ -56,24 +61,84 @@ pub fn produce_all(
         if let Some(timestamp) = record.timestamp.into_option() {
             message = message.timestamp(timestamp);
         }
-        loop {
-            match producer.send(message) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    producer.poll(Duration::from_millis(10));
-                    message = returned;
-                }
-                Err((error, _)) => {
-                    return Err(ProduceFailure {
-                        input: record.input as usize,
-                        topic: topic.to_string(),
-                        error,
-                    })
-                }
-            }
-        }
+        send(producer, message)?;
     }
     // Serve delivery reports so their queue does not grow.
     producer.poll(Duration::ZERO);
     Ok(())
+}
+
+/// Writes the source record at `index` unchanged (key, value, headers) to `topic`, plus `txform.*`
+/// headers saying why it was set aside and where it came from.
+pub fn produce_dead_letter(
+    producer: &Producer,
+    topic: &str,
+    batch: &Batch<'_>,
+    index: usize,
+    cause: &Cause,
+    attempts: u32,
+) -> Result<(), ProduceFailure> {
+    let Some(source) = batch.message(index) else {
+        return Ok(());
+    };
+    let mut headers = OwnedHeaders::new();
+    if let Some(original) = source.headers() {
+        for h in original.iter() {
+            headers = headers.insert(h);
+        }
+    }
+    let partition = source.partition().to_string();
+    let offset = source.offset().to_string();
+    let timestamp = source.timestamp().to_millis().map(|t| t.to_string());
+    let attempts = attempts.to_string();
+    let mut add = |key: &str, value: Option<&str>| {
+        headers = std::mem::take(&mut headers).insert(KafkaHeader {
+            key,
+            value: value.map(str::as_bytes),
+        });
+    };
+    add("txform.error", Some(&cause.error));
+    add("txform.stage", Some(&cause.stage));
+    add("txform.plugin", Some(&cause.plugin));
+    add("txform.plugin.version", Some(&cause.version));
+    add("txform.source.topic", Some(source.topic()));
+    add("txform.source.partition", Some(&partition));
+    add("txform.source.offset", Some(&offset));
+    add("txform.source.timestamp", timestamp.as_deref());
+    add("txform.attempts", Some(&attempts));
+    let mut message: BaseRecord<'_, [u8], [u8], usize> =
+        BaseRecord::with_opaque_to(topic, index).headers(headers);
+    if let Some(key) = source.key() {
+        message = message.key(key);
+    }
+    if let Some(value) = source.payload() {
+        message = message.payload(value);
+    }
+    if let Some(timestamp) = source.timestamp().to_millis() {
+        message = message.timestamp(timestamp);
+    }
+    send(producer, message)
+}
+
+/// Enqueues one message, waiting for room when librdkafka's queue is full.
+fn send<'a>(
+    producer: &Producer,
+    mut message: BaseRecord<'a, [u8], [u8], usize>,
+) -> Result<(), ProduceFailure> {
+    loop {
+        match producer.send(message) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                producer.poll(Duration::from_millis(10));
+                message = returned;
+            }
+            Err((error, returned)) => {
+                return Err(ProduceFailure {
+                    source: returned.delivery_opaque,
+                    topic: returned.topic.to_string(),
+                    error,
+                })
+            }
+        }
+    }
 }

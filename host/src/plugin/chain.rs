@@ -41,6 +41,8 @@ pub struct Rejected {
     /// Index of the source record in the batch.
     pub input: usize,
     pub stage: String,
+    pub plugin: String,
+    pub version: String,
     pub reason: String,
 }
 
@@ -247,6 +249,8 @@ fn collect_rejections(
     into.extend(rejections.iter().map(|r| Rejected {
         input: source_index(r.input as usize),
         stage: stage.name.clone(),
+        plugin: stage.info.name.to_string(),
+        version: stage.info.version.to_string(),
         reason: r.reason.to_string(),
     }));
 }

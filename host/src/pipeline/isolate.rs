@@ -1,0 +1,105 @@
+//! Finding the records that make a batch fail, so every good record is committed exactly once and
+//! only the failing ones are set aside.
+//!
+//! The batch is split in halves, each attempted in its own transaction (aborted on failure), in
+//! fetch order so every commit covers the next contiguous chunk of each partition; a failing half
+//! is split again until single records remain. For k failing records in a batch of n this costs
+//! O(k log n) transform calls.
+
+use std::collections::VecDeque;
+use std::ops::Range;
+
+use crate::plugin::Chain;
+
+use super::attempt::{Attempt, Work};
+use super::failure::{Cause, Failure};
+use super::stats::Stats;
+
+/// A unit of isolation work, in the order it must be committed.
+enum Step {
+    /// Transform the range; `tried` counts the attempts that already included its records.
+    Try(Range<usize>, u32),
+    /// Set the record at this index aside: it failed alone (or Kafka named it).
+    SetAside(usize, u32, Cause),
+}
+
+/// Isolates and sets aside the failing records of the whole batch. `cause` and `source` describe
+/// the last failure of the whole batch, `attempts` how many whole-batch attempts were made. On a
+/// Kafka or fatal failure the records not yet committed are rewound and the failure returned.
+pub fn isolate(
+    attempt: &Attempt<'_, '_>,
+    chain: &mut Chain,
+    cause: Cause,
+    source: Option<usize>,
+    attempts: u32,
+    stats: &mut Stats,
+) -> Result<(), Failure> {
+    let all = attempt.batch.all();
+    log::warn!(
+        "isolating the failing record(s) of a batch of {} ({}) by bisection",
+        all.len(),
+        attempt.batch.describe(all.clone())
+    );
+    let mut pending = VecDeque::new();
+    split(&mut pending, all, attempts, cause, source);
+    let mut calls = 0u32;
+    while let Some(step) = pending.pop_front() {
+        calls += 1;
+        let (range, result) = match step {
+            Step::Try(range, tried) => {
+                let result = attempt.run(chain, range.clone(), &Work::Transform);
+                if let Err(Failure::Records { cause, source }) = result {
+                    stats.aborts += 1;
+                    split(&mut pending, range, tried + 1, cause, source);
+                    continue;
+                }
+                (range, result)
+            }
+            Step::SetAside(index, attempts, cause) => {
+                let work = Work::SetAside { cause, attempts };
+                (
+                    index..index + 1,
+                    attempt.run(chain, index..index + 1, &work),
+                )
+            }
+        };
+        match result {
+            Ok(done) => stats.committed(done),
+            Err(failure) => {
+                stats.aborts += 1;
+                attempt.batch.rewind_from(range.start);
+                return Err(failure);
+            }
+        }
+    }
+    log::info!("isolation done after {calls} attempt(s)");
+    Ok(())
+}
+
+/// Queues, in front and in fetch order, the work left after `range` failed with `cause`: a single
+/// record (or the record Kafka named) is set aside; anything else is tried again in halves.
+fn split(
+    pending: &mut VecDeque<Step>,
+    range: Range<usize>,
+    tried: u32,
+    cause: Cause,
+    source: Option<usize>,
+) {
+    let culprit = match source.filter(|s| range.contains(s)) {
+        Some(culprit) => culprit,
+        None if range.len() == 1 => range.start,
+        None => {
+            let mid = range.start + range.len() / 2;
+            pending.push_front(Step::Try(mid..range.end, tried));
+            pending.push_front(Step::Try(range.start..mid, tried));
+            return;
+        }
+    };
+    if culprit + 1 < range.end {
+        pending.push_front(Step::Try(culprit + 1..range.end, tried));
+    }
+    pending.push_front(Step::SetAside(culprit, tried, cause));
+    if culprit > range.start {
+        pending.push_front(Step::Try(range.start..culprit, tried));
+    }
+}
