@@ -38,17 +38,21 @@ pub fn produce_outputs(
             .map(|t| t.as_str())
             .into_option()
             .unwrap_or(default_topic);
-        let headers = record.headers.iter().fold(
-            OwnedHeaders::new_with_capacity(record.headers.len()),
-            |hs, h| {
-                hs.insert(KafkaHeader {
-                    key: h.key.as_str(),
-                    value: h.value.as_ref().map(|v| v.as_slice()).into_option(),
-                })
-            },
-        );
         let source = first + record.input as usize;
-        let mut message = BaseRecord::with_opaque_to(topic, source).headers(headers);
+        let mut message = BaseRecord::with_opaque_to(topic, source);
+        // Most records carry no headers; skip allocating librdkafka's header list for them.
+        if !record.headers.is_empty() {
+            let headers = record.headers.iter().fold(
+                OwnedHeaders::new_with_capacity(record.headers.len()),
+                |hs, h| {
+                    hs.insert(KafkaHeader {
+                        key: h.key.as_str(),
+                        value: h.value.as_ref().map(|v| v.as_slice()).into_option(),
+                    })
+                },
+            );
+            message = message.headers(headers);
+        }
         if let Some(key) = record.key.as_ref().into_option() {
             message = message.key(key.as_slice());
         }
