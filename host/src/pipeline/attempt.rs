@@ -179,12 +179,17 @@ impl Attempt<'_, '_> {
         .map_err(|e| self.delivery_failure("commit_transaction", e))
     }
 
-    /// A failed flush or commit is the record's fault when Kafka refused one of the outputs.
+    /// A failed flush or commit is the records' fault when Kafka refused one of the outputs. The
+    /// broker refuses whole produce batches, so the reported record is only a suspect: the source
+    /// stays unknown and bisection finds the real culprit.
     fn delivery_failure(&self, call: &str, error: rdkafka::error::KafkaError) -> Failure {
         match self.producer.context().refused_record() {
-            Some((source, refusal)) => Failure::Records {
-                cause: Cause::sink(format!("Kafka refused an output: {refusal}")),
-                source: Some(source),
+            Some((suspect, refusal)) => Failure::Records {
+                cause: Cause::sink(format!(
+                    "Kafka refused an output ({refusal}; first refused output from {})",
+                    self.batch.source_of(suspect)
+                )),
+                source: None,
             },
             None => Failure::kafka(self.pipeline, call, error),
         }
