@@ -103,3 +103,56 @@ fn split(
         pending.push_front(Step::Try(range.start..culprit, tried));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cause() -> Cause {
+        Cause::sink("boom")
+    }
+
+    fn steps(pending: &VecDeque<Step>) -> Vec<String> {
+        pending
+            .iter()
+            .map(|step| match step {
+                Step::Try(range, tried) => format!("try {range:?} x{tried}"),
+                Step::SetAside(index, tried, _) => format!("set aside {index} x{tried}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_unknown_culprit_splits_the_range_in_halves_left_first() {
+        let mut pending = VecDeque::from([Step::Try(10..20, 1)]);
+        split(&mut pending, 0..5, 3, cause(), None);
+        assert_eq!(
+            steps(&pending),
+            ["try 0..2 x3", "try 2..5 x3", "try 10..20 x1"]
+        );
+    }
+
+    #[test]
+    fn a_single_failing_record_is_set_aside() {
+        let mut pending = VecDeque::new();
+        split(&mut pending, 7..8, 4, cause(), None);
+        assert_eq!(steps(&pending), ["set aside 7 x4"]);
+    }
+
+    #[test]
+    fn a_named_culprit_is_set_aside_between_its_neighbours() {
+        let mut pending = VecDeque::new();
+        split(&mut pending, 0..10, 2, cause(), Some(4));
+        assert_eq!(
+            steps(&pending),
+            ["try 0..4 x2", "set aside 4 x2", "try 5..10 x2"]
+        );
+        let mut pending = VecDeque::new();
+        split(&mut pending, 0..10, 2, cause(), Some(0));
+        assert_eq!(steps(&pending), ["set aside 0 x2", "try 1..10 x2"]);
+        // A culprit outside the range is ignored.
+        let mut pending = VecDeque::new();
+        split(&mut pending, 0..4, 2, cause(), Some(9));
+        assert_eq!(steps(&pending), ["try 0..2 x2", "try 2..4 x2"]);
+    }
+}
