@@ -2,7 +2,9 @@
 //! [`CallError`] values, because a panic crossing `extern "C"` ends the host process.
 
 use std::any::Any;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::cell::{Cell, RefCell};
+use std::panic::{self, catch_unwind, AssertUnwindSafe};
+use std::sync::Once;
 
 use abi_stable::{
     prefix_type::PrefixTypeTrait,
@@ -52,12 +54,49 @@ impl<T: Transform> TransformObj for Guarded<T> {
     }
 }
 
+thread_local! {
+    /// True while a guarded call runs on this thread.
+    static IN_GUARD: Cell<bool> = const { Cell::new(false) };
+    /// Where the last guarded panic happened, recorded by the panic hook.
+    static PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// A plugin has its own copy of std, hence its own panic hook. Inside guarded calls the hook only
+/// records the location (the host logs the panic with it, in its own log format); elsewhere (threads
+/// the plugin started itself) the default hook still reports.
+fn install_panic_hook() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let default_hook = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if IN_GUARD.with(Cell::get) {
+                let location = info
+                    .location()
+                    .map(|l| format!("{}:{}", l.file(), l.line()));
+                PANIC_LOCATION.with(|slot| *slot.borrow_mut() = location);
+            } else {
+                default_hook(info);
+            }
+        }));
+    });
+}
+
 /// Runs `f`, turning its error or panic into a [`CallError`].
 fn guarded<R>(f: impl FnOnce() -> Result<R, TransformError>) -> Result<R, CallError> {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    install_panic_hook();
+    let was_guarded = IN_GUARD.with(|g| g.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    IN_GUARD.with(|g| g.set(was_guarded));
+    match result {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => Err(CallError::failed(error_chain(error.as_ref()))),
-        Err(payload) => Err(CallError::panicked(panic_message(payload.as_ref()))),
+        Err(payload) => {
+            let mut message = panic_message(payload.as_ref());
+            if let Some(location) = PANIC_LOCATION.with(|slot| slot.borrow_mut().take()) {
+                message.push_str(&format!(" (at {location})"));
+            }
+            Err(CallError::panicked(message))
+        }
     }
 }
 
@@ -91,7 +130,9 @@ mod tests {
     fn errors_and_panics_become_call_errors() {
         let err = guarded::<()>(|| Err("bad record".into())).unwrap_err();
         assert_eq!(err, CallError::failed("bad record"));
+        let line = line!() + 1;
         let err = guarded::<()>(|| panic!("boom {}", 7)).unwrap_err();
-        assert_eq!(err, CallError::panicked("boom 7"));
+        let expected = format!("boom 7 (at {}:{line})", file!());
+        assert_eq!(err, CallError::panicked(expected));
     }
 }

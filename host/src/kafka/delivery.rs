@@ -20,6 +20,11 @@ impl DeliveryTracker {
         self.with_failed(Vec::clear);
     }
 
+    /// The first failed delivery of the current attempt, if any.
+    pub fn first_failure(&self) -> Option<(usize, KafkaError)> {
+        self.with_failed(|failed| failed.first().cloned())
+    }
+
     /// The first failure that is the record's own fault (not the broker's), with its source index.
     pub fn refused_record(&self) -> Option<(usize, KafkaError)> {
         self.with_failed(|failed| {

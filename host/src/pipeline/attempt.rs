@@ -4,18 +4,24 @@
 use std::collections::HashSet;
 use std::ops::Range;
 
+use std::time::{Duration, Instant};
+
 use rdkafka::consumer::{CommitMode, Consumer as _};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::Producer as _;
 use txform_plugin_api::Record;
 
 use crate::config::{FailureAction, Guarantee, Pipeline};
-use crate::kafka::{is_record_refusal, Consumer, Producer};
+use crate::kafka::{classify, is_record_refusal, Consumer, ErrorClass, Producer};
 use crate::plugin::Chain;
 
 use super::batch::Batch;
 use super::failure::{Cause, Failure};
 use super::retry::until_done;
 use super::sink::{produce_dead_letter, produce_outputs, ProduceFailure};
+
+/// How long one flush call waits before the delivery reports are checked again.
+const FLUSH_SLICE: Duration = Duration::from_millis(500);
 
 /// Everything an attempt needs; `records` are the zero-copy views of the whole batch.
 pub struct Attempt<'a, 'c> {
@@ -64,8 +70,10 @@ impl Attempt<'_, '_> {
             .and_then(|done| self.commit(range, transactional).map(|()| done));
         match result {
             Err(failure @ (Failure::Records { .. } | Failure::Kafka(_))) if transactional => {
-                until_done("abort_transaction", |t| self.producer.abort_transaction(t))
-                    .map_err(|e| Failure::Fatal(format!("abort_transaction: {e}")))?;
+                until_done("abort_transaction", self.producer, |t| {
+                    self.producer.abort_transaction(t)
+                })
+                .map_err(|e| Failure::Fatal(format!("abort_transaction: {e}")))?;
                 Err(failure)
             }
             other => other,
@@ -156,9 +164,8 @@ impl Attempt<'_, '_> {
             .batch
             .next_offsets(range)
             .map_err(|e| Failure::kafka(self.pipeline, "offsets", e))?;
+        self.flush()?;
         if !transactional {
-            until_done("flush", |t| self.producer.flush(t))
-                .map_err(|e| self.delivery_failure("flush", e))?;
             return self
                 .consumer
                 .commit(&offsets, CommitMode::Sync)
@@ -168,30 +175,62 @@ impl Attempt<'_, '_> {
             .consumer
             .group_metadata()
             .ok_or_else(|| Failure::Kafka("the consumer has no group metadata yet".into()))?;
-        until_done("send_offsets_to_transaction", |t| {
+        until_done("send_offsets_to_transaction", self.producer, |t| {
             self.producer
                 .send_offsets_to_transaction(&offsets, &metadata, t)
         })
         .map_err(|e| Failure::kafka(self.pipeline, "send_offsets_to_transaction", e))?;
-        until_done("commit_transaction", |t| {
+        until_done("commit_transaction", self.producer, |t| {
             self.producer.commit_transaction(t)
         })
         .map_err(|e| self.delivery_failure("commit_transaction", e))
     }
 
+    /// Waits until every output is delivered, for as long as it takes, but gives up as soon as one
+    /// delivery fails: after a failed delivery librdkafka stops sending the transaction's remaining
+    /// messages, so a plain flush would wait forever.
+    fn flush(&self) -> Result<(), Failure> {
+        let started = Instant::now();
+        let mut warned = started;
+        loop {
+            let flushed = self.producer.flush(FLUSH_SLICE);
+            if self.producer.context().first_failure().is_some() {
+                let error = flushed
+                    .err()
+                    .unwrap_or(KafkaError::Flush(RDKafkaErrorCode::Fail));
+                return Err(self.delivery_failure("flush", error));
+            }
+            match flushed {
+                Ok(()) => return Ok(()),
+                Err(error) if classify(&error) == ErrorClass::Retriable => {
+                    if warned.elapsed() >= Duration::from_secs(30) {
+                        warned = Instant::now();
+                        log::warn!(
+                            "outputs not delivered after {:.0?}, still waiting: {error}",
+                            started.elapsed()
+                        );
+                    }
+                }
+                Err(error) => return Err(self.delivery_failure("flush", error)),
+            }
+        }
+    }
+
     /// A failed flush or commit is the records' fault when Kafka refused one of the outputs. The
     /// broker refuses whole produce batches, so the reported record is only a suspect: the source
-    /// stays unknown and bisection finds the real culprit.
-    fn delivery_failure(&self, call: &str, error: rdkafka::error::KafkaError) -> Failure {
-        match self.producer.context().refused_record() {
-            Some((suspect, refusal)) => Failure::Records {
+    /// stays unknown and bisection finds the real culprit. Any other failed delivery is Kafka's.
+    fn delivery_failure(&self, call: &str, error: KafkaError) -> Failure {
+        let tracker = self.producer.context();
+        match (tracker.refused_record(), tracker.first_failure()) {
+            (Some((suspect, refusal)), _) => Failure::Records {
                 cause: Cause::sink(format!(
                     "Kafka refused an output ({refusal}; first refused output from {})",
                     self.batch.source_of(suspect)
                 )),
                 source: None,
             },
-            None => Failure::kafka(self.pipeline, call, error),
+            (None, Some((_, delivery))) => Failure::kafka(self.pipeline, call, delivery),
+            (None, None) => Failure::kafka(self.pipeline, call, error),
         }
     }
 

@@ -96,10 +96,6 @@ impl<'c> Batch<'c> {
         Ok(Batch { consumer, messages })
     }
 
-    pub fn len(&self) -> usize {
-        self.messages.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.messages.is_empty()
     }

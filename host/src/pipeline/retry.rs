@@ -8,22 +8,36 @@ use rand::Rng as _;
 use rdkafka::error::KafkaResult;
 use rdkafka::util::Timeout;
 
-use crate::kafka::{classify, ErrorClass};
+use crate::kafka::{classify, ErrorClass, Producer};
 
 /// One slice of a transactional call; on a retriable error (a time-out) the call is repeated.
-const CALL_SLICE: Duration = Duration::from_secs(30);
+const CALL_SLICE: Duration = Duration::from_secs(1);
+
+/// How often a call that is still not done is reported.
+const REPORT_EVERY: Duration = Duration::from_secs(30);
 
 /// Runs a transactional call until it succeeds or fails for a reason other than a time-out. Commit and
-/// abort must never turn a slow broker into a failure: librdkafka allows calling them again.
-pub fn until_done(what: &str, mut call: impl FnMut(Timeout) -> KafkaResult<()>) -> KafkaResult<()> {
+/// abort must never turn a slow broker into a failure: librdkafka allows calling them again. Before
+/// each slice the producer's delivery reports are served: librdkafka cannot finish an abort while
+/// reports of purged messages wait in its queue.
+pub fn until_done(
+    what: &str,
+    producer: &Producer,
+    mut call: impl FnMut(Timeout) -> KafkaResult<()>,
+) -> KafkaResult<()> {
     let started = Instant::now();
+    let mut reported = started;
     loop {
+        producer.poll(Duration::ZERO);
         match call(Timeout::After(CALL_SLICE)) {
             Err(error) if classify(&error) == ErrorClass::Retriable => {
-                log::warn!(
-                    "{what} not done after {:.0?}, still waiting: {error}",
-                    started.elapsed()
-                );
+                if reported.elapsed() >= REPORT_EVERY {
+                    reported = Instant::now();
+                    log::warn!(
+                        "{what} not done after {:.0?}, still waiting: {error}",
+                        started.elapsed()
+                    );
+                }
             }
             result => return result,
         }

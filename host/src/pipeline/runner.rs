@@ -66,11 +66,12 @@ pub fn run(pipeline: &Pipeline, mut chain: Chain, stop: &AtomicBool) -> Result<(
     let producer = build_producer(pipeline).map_err(RunError::Startup)?;
     if pipeline.transaction.guarantee == Guarantee::ExactlyOnce {
         let started = Instant::now();
-        until_done("init_transactions", |t| producer.init_transactions(t)).map_err(|e| {
-            match classify(&e) {
-                ErrorClass::Fatal => RunError::Fatal(format!("init_transactions: {e}")),
-                _ => RunError::Startup(anyhow::anyhow!("init_transactions: {e}")),
-            }
+        until_done("init_transactions", &producer, |t| {
+            producer.init_transactions(t)
+        })
+        .map_err(|e| match classify(&e) {
+            ErrorClass::Fatal => RunError::Fatal(format!("init_transactions: {e}")),
+            _ => RunError::Startup(anyhow::anyhow!("init_transactions: {e}")),
         })?;
         log::info!("transactions initialised in {:.0?}", started.elapsed());
     }
@@ -108,6 +109,7 @@ pub fn run(pipeline: &Pipeline, mut chain: Chain, stop: &AtomicBool) -> Result<(
             continue;
         }
         let started = Instant::now();
+        let (in_before, out_before) = (stats.records_in, stats.records_out);
         let outcome = batch.with_records(|records| {
             let attempt = Attempt {
                 pipeline,
@@ -155,8 +157,9 @@ pub fn run(pipeline: &Pipeline, mut chain: Chain, stop: &AtomicBool) -> Result<(
             Ok(()) => {
                 streak = Streak::default();
                 log::debug!(
-                    "committed {} in in {:.1?}: {}",
-                    batch.len(),
+                    "committed {} in, {} out in {:.1?}: {}",
+                    stats.records_in - in_before,
+                    stats.records_out - out_before,
                     started.elapsed(),
                     batch.describe(batch.all())
                 );

@@ -57,10 +57,14 @@ fn classify(path: &Path, error: LibraryError) -> LoadError {
             ),
             path,
         },
-        LibraryError::AbiInstability(details) => LoadError::Incompatible {
-            reason: layout_essence(&details.to_string()),
-            path,
-        },
+        LibraryError::AbiInstability(details) => {
+            let report = details.to_string();
+            log::debug!("abi_stable's full report for {}:\n{report}", path.display());
+            LoadError::Incompatible {
+                reason: layout_essence(&report),
+                path,
+            }
+        }
         other => LoadError::Incompatible {
             reason: layout_essence(&other.to_string()),
             path,
@@ -78,37 +82,42 @@ fn open_reason(message: &str) -> String {
     }
 }
 
-/// abi_stable's layout-mismatch report runs to about a thousand lines of type dumps; the lines that
-/// say what differs ("incompatible type size ... Expected: 120 Found: 112", "too many fields") are
-/// what a plugin author needs.
+/// abi_stable's layout-mismatch report runs to hundreds of lines of type dumps, ending with one block
+/// per difference: `Error:<what>`, then `Expected:` and `Found:`, each followed by indented values.
+/// The first line of each value is what a plugin author needs.
 fn layout_essence(report: &str) -> String {
-    const MARKERS: [&str; 6] = [
-        "Expected",
-        "Found",
-        "too many",
-        "too few",
-        "incompatible",
-        "mismatch",
-    ];
-    let mut kept: Vec<String> = Vec::new();
-    for line in report.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        if MARKERS.iter().any(|m| line.contains(m)) && !kept.iter().any(|k| k == line) {
-            kept.push(line.to_string());
+    let mut differences = Vec::new();
+    let mut lines = report.lines().map(str::trim).peekable();
+    while let Some(line) = lines.next() {
+        let Some(what) = line.strip_prefix("Error:") else {
+            continue;
+        };
+        let mut expected = None;
+        let mut found = None;
+        while let Some(next) = lines.peek().copied() {
+            if next.starts_with("Error:") {
+                break;
+            }
+            lines.next();
+            let slot = match next {
+                "Expected:" => &mut expected,
+                "Found:" => &mut found,
+                _ => continue,
+            };
+            *slot = lines.peek().map(|v| v.replace("field_name:", "field "));
         }
+        differences.push(match (expected, found) {
+            (Some(e), Some(f)) => format!("{}: expected {e}, found {f}", what.trim()),
+            _ => what.trim().to_string(),
+        });
+    }
+    if differences.is_empty() {
+        let first = report.lines().map(str::trim).find(|l| !l.is_empty());
+        return first.unwrap_or("layout mismatch").to_string();
     }
     // The most specific differences come last in the report.
-    let start = kept.len().saturating_sub(3);
-    let essence = kept[start..].join("; ");
-    if essence.is_empty() {
-        report
-            .lines()
-            .next()
-            .unwrap_or("layout mismatch")
-            .trim()
-            .to_string()
-    } else {
-        truncate(essence, 300)
-    }
+    differences.reverse();
+    truncate(differences.join("; "), 300)
 }
 
 fn truncate(mut text: String, max: usize) -> String {
@@ -136,11 +145,15 @@ mod tests {
     }
 
     #[test]
-    fn layout_essence_keeps_the_last_differences() {
-        let report = "Error:\n  lots of layout\n  field a\n incompatible type size\n Expected: 120\n Found: 112\n";
+    fn layout_essence_names_each_difference() {
+        let report = "Error:lots of layout\n  field_name:a\n\
+            Error:prefix-types have a different prefix\nExpected:\n    2\nFound:\n    3\n\n\
+            Error:unexpected field\nExpected:\n    field_name:new_transform\n    type:AFunctionPointer\n\
+            Found:\n    field_name:abi_flags\n    type:u64\n";
         assert_eq!(
             layout_essence(report),
-            "incompatible type size; Expected: 120; Found: 112"
+            "unexpected field: expected field new_transform, found field abi_flags; \
+             prefix-types have a different prefix: expected 2, found 3; lots of layout"
         );
     }
 

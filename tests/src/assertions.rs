@@ -1,0 +1,156 @@
+//! Comparisons with short, precise failure messages (a 5000-record `assert_eq!` dump helps nobody).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::records::Record;
+
+/// Key, value and headers: what a passthrough must preserve.
+pub type Content = (
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    Vec<(String, Option<Vec<u8>>)>,
+);
+
+pub fn content_of(record: &Record) -> Content {
+    (
+        record.key.clone(),
+        record.value.clone(),
+        record.headers.clone(),
+    )
+}
+
+/// `records` split by partition (`0..partitions`), each in the given order.
+pub fn by_partition(records: &[Record], partitions: i32) -> Vec<Vec<Record>> {
+    let mut split = vec![Vec::new(); partitions as usize];
+    for record in records {
+        assert!(
+            record.partition >= 0 && record.partition < partitions,
+            "record at {} outside partitions 0..{partitions}",
+            record.position()
+        );
+        split[record.partition as usize].push(record.clone());
+    }
+    split
+}
+
+/// The test ids of `records`, in order. Panics on a record without one.
+pub fn ids_of(records: &[Record]) -> Vec<u64> {
+    records
+        .iter()
+        .map(|r| {
+            r.test_id()
+                .unwrap_or_else(|| panic!("record at {} has no test id: {r:?}", r.position()))
+        })
+        .collect()
+}
+
+fn show(record: &Record) -> String {
+    let mut value = record.value_str();
+    if value.len() > 120 {
+        value.truncate(120);
+        value.push_str("...");
+    }
+    let headers: Vec<String> = record
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                v.as_deref()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    format!(
+        "{} key={:?} value={value:?} headers=[{}]",
+        record.position(),
+        record.key_str(),
+        headers.join(", ")
+    )
+}
+
+/// Asserts that `actual` has exactly the records of `expected`, in the same order, with the same
+/// partition, key, value and headers (offsets may differ). `what` names the comparison.
+pub fn assert_same_content(expected: &[Record], actual: &[Record], what: &str) {
+    let first_difference = expected
+        .iter()
+        .zip(actual)
+        .position(|(e, a)| e.partition != a.partition || content_of(e) != content_of(a));
+    if let Some(i) = first_difference {
+        panic!(
+            "{what}: record {i} differs (expected {} records, got {}):\n  expected {}\n  actual   {}",
+            expected.len(),
+            actual.len(),
+            show(&expected[i]),
+            show(&actual[i])
+        );
+    }
+    if expected.len() != actual.len() {
+        let (longer, name) = if actual.len() > expected.len() {
+            (actual, "unexpected")
+        } else {
+            (expected, "missing")
+        };
+        let common = expected.len().min(actual.len());
+        let extra: Vec<String> = longer[common..].iter().take(5).map(show).collect();
+        panic!(
+            "{what}: expected {} records, got {}; the first {} are equal; {name} from there:\n  {}",
+            expected.len(),
+            actual.len(),
+            common,
+            extra.join("\n  ")
+        );
+    }
+}
+
+/// Asserts that every id of `expected` appears exactly once among the test ids of `outputs`, and no
+/// other id appears: exactly-once delivery, independent of order and partitioning.
+pub fn assert_exactly_once_by_id(
+    expected: impl IntoIterator<Item = u64>,
+    outputs: &[Record],
+    what: &str,
+) {
+    let expected: BTreeSet<u64> = expected.into_iter().collect();
+    let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
+    for id in ids_of(outputs) {
+        *counts.entry(id).or_default() += 1;
+    }
+    let missing: Vec<u64> = expected
+        .iter()
+        .copied()
+        .filter(|id| !counts.contains_key(id))
+        .collect();
+    let duplicated: Vec<(u64, usize)> = counts
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, n)| (*id, *n))
+        .collect();
+    let unexpected: Vec<u64> = counts
+        .keys()
+        .copied()
+        .filter(|id| !expected.contains(id))
+        .collect();
+    if missing.is_empty() && duplicated.is_empty() && unexpected.is_empty() {
+        return;
+    }
+    let first = |v: &[u64]| {
+        v.iter()
+            .take(20)
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    panic!(
+        "{what}: not exactly once: {} outputs for {} expected ids; {} missing (first: {}), {} duplicated \
+         (first: {:?}), {} unexpected (first: {})",
+        outputs.len(),
+        expected.len(),
+        missing.len(),
+        first(&missing),
+        duplicated.len(),
+        duplicated.iter().take(20).collect::<Vec<_>>(),
+        unexpected.len(),
+        first(&unexpected)
+    );
+}

@@ -1,0 +1,245 @@
+//! Configuration and plugin-load problems: exit code 2 before anything touches Kafka, with a short
+//! message (one `txform:` line, a handful of stderr lines in all) that names the file and line and says
+//! what is wrong. Checked through `txform validate` and, for some, `txform run`.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use txform_tests::{bootstrap, run_command, CommandResult, Plugin, TestEnv};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// Line of `max_wiat_ms` in [`pipeline_text`].
+const TYPO_LINE: usize = 16;
+/// Line of `[[transform]]` in [`pipeline_text`].
+const TRANSFORM_LINE: usize = 18;
+
+/// A pipeline file with one transform using `plugin`, and optionally a misspelt key at [`TYPO_LINE`].
+fn pipeline_text(plugin: &str, typo: bool) -> String {
+    let batch_line = if typo {
+        "max_wiat_ms = 100"
+    } else {
+        "max_wait_ms = 100"
+    };
+    let lines = [
+        "[kafka.common]",
+        &format!("\"bootstrap.servers\" = \"{}\"", bootstrap()),
+        "",
+        "[source]",
+        "topics = [\"in\"]",
+        "group_id = \"g\"",
+        "",
+        "[sink]",
+        "topic = \"out\"",
+        "",
+        "[transaction]",
+        "id_prefix = \"p\"",
+        "",
+        "[batch]",
+        "max_records = 10",
+        batch_line,
+        "",
+        "[[transform]]",
+        "name = \"copy\"",
+        &format!("plugin = \"{plugin}\""),
+    ];
+    assert_eq!(lines[TYPO_LINE - 1], batch_line);
+    assert_eq!(lines[TRANSFORM_LINE - 1], "[[transform]]");
+    lines.join("\n") + "\n"
+}
+
+fn write(env: &TestEnv, text: &str) -> PathBuf {
+    let path = env.path("pipeline.toml");
+    std::fs::write(&path, text).expect("write the pipeline file");
+    path
+}
+
+fn txform(command: &str, config: &Path) -> CommandResult {
+    run_command(&[OsStr::new(command), config.as_os_str()], TIMEOUT)
+}
+
+/// Exit code 2, exactly one `txform:` line containing every one of `expected`, and a short stderr.
+fn assert_refused(result: &CommandResult, expected: &[&str]) -> String {
+    let describe = || {
+        format!(
+            "status {:?}\nstdout:\n{}\nstderr:\n{}",
+            result.status, result.stdout, result.stderr
+        )
+    };
+    assert_eq!(result.code(), Some(2), "{}", describe());
+    let messages: Vec<&str> = result
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("txform: "))
+        .collect();
+    assert_eq!(
+        messages.len(),
+        1,
+        "exactly one `txform:` line; {}",
+        describe()
+    );
+    for part in expected {
+        assert!(
+            messages[0].contains(part),
+            "the message must contain {part:?}; {}",
+            describe()
+        );
+    }
+    assert!(
+        result.stderr_lines().len() < 5,
+        "stderr must be short ({} lines); {}",
+        result.stderr_lines().len(),
+        describe()
+    );
+    assert!(
+        !result.stdout.contains("ok"),
+        "nothing may be reported ok; {}",
+        describe()
+    );
+    messages[0].to_string()
+}
+
+fn passthrough_path() -> String {
+    Plugin::passthrough().path().display().to_string()
+}
+
+#[test]
+fn valid_file_validates() {
+    let env = TestEnv::offline("config-ok");
+    let config = write(&env, &pipeline_text(&passthrough_path(), false));
+    let result = txform("validate", &config);
+    assert_eq!(result.code(), Some(0), "stderr:\n{}", result.stderr);
+    assert!(
+        result
+            .stdout
+            .contains("ok; chain: copy (txform-passthrough 0.1.0)"),
+        "{}",
+        result.stdout
+    );
+}
+
+#[test]
+fn unknown_key_is_named_with_its_line() {
+    let env = TestEnv::offline("config-typo");
+    let config = write(&env, &pipeline_text(&passthrough_path(), true));
+    let location = format!("{}:{TYPO_LINE}: ", config.display());
+    for command in ["validate", "run"] {
+        assert_refused(
+            &txform(command, &config),
+            &[&location, "unknown field `max_wiat_ms`"],
+        );
+    }
+}
+
+#[test]
+fn missing_plugin_file() {
+    let env = TestEnv::offline("config-missing");
+    let plugin = env.path("libnot-there.so");
+    let config = write(&env, &pipeline_text(&plugin.display().to_string(), false));
+    assert_refused(
+        &txform("validate", &config),
+        &[
+            &format!("{}:{TRANSFORM_LINE}: transform `copy`: ", config.display()),
+            &format!("plugin file not found: {}", plugin.display()),
+        ],
+    );
+}
+
+#[test]
+fn non_elf_file() {
+    let env = TestEnv::offline("config-garbage");
+    // Relative to the pipeline file's directory.
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(env.path("garbage.so"), garbage).expect("write garbage.so");
+    let config = write(&env, &pipeline_text("garbage.so", false));
+    assert_refused(
+        &txform("validate", &config),
+        &[
+            &format!("{}:{TRANSFORM_LINE}: transform `copy`: ", config.display()),
+            "cannot open plugin ",
+            "garbage.so: invalid ELF header",
+        ],
+    );
+}
+
+/// A real shared library of the system that is not a plugin: zlib (librdkafka's own dependency).
+fn system_library() -> PathBuf {
+    let candidates = [
+        "/lib/x86_64-linux-gnu/libz.so.1",
+        "/usr/lib/x86_64-linux-gnu/libz.so.1",
+        "/lib/aarch64-linux-gnu/libz.so.1",
+        "/usr/lib/aarch64-linux-gnu/libz.so.1",
+        "/usr/lib64/libz.so.1",
+        "/lib64/libz.so.1",
+        "/usr/lib/libz.so.1",
+    ];
+    candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("no zlib shared library found at any of {candidates:?}"))
+}
+
+#[test]
+fn shared_library_that_is_not_a_plugin() {
+    let env = TestEnv::offline("config-notplugin");
+    let copy = env.path("libnot-a-plugin.so");
+    std::fs::copy(system_library(), &copy).expect("copy zlib");
+    let config = write(&env, &pipeline_text(&copy.display().to_string(), false));
+    assert_refused(
+        &txform("validate", &config),
+        &[
+            &format!("{}:{TRANSFORM_LINE}: transform `copy`: ", config.display()),
+            &format!(
+                "{} is a shared library but not a txform plugin",
+                copy.display()
+            ),
+        ],
+    );
+}
+
+#[test]
+fn plugin_with_incompatible_layout() {
+    let env = TestEnv::offline("config-incompatible");
+    let plugin = Plugin::incompatible_fixture().path();
+    let config = write(&env, &pipeline_text(&plugin.display().to_string(), false));
+    for command in ["validate", "run"] {
+        let message = assert_refused(
+            &txform(command, &config),
+            &[
+                &format!("{}:{TRANSFORM_LINE}: transform `copy`: ", config.display()),
+                &format!(
+                    "plugin {} was built against an incompatible txform-plugin-api: ",
+                    plugin.display()
+                ),
+            ],
+        );
+        // The reason must say what differs: the fixture inserted field `abi_flags` into the root
+        // module's prefix (abi_stable: "prefix-types have a different prefix", "unexpected field").
+        assert!(
+            message.contains("abi_flags") || message.contains("different prefix"),
+            "the reason must name the layout difference (field `abi_flags` / a different prefix): {message}"
+        );
+    }
+}
+
+#[test]
+fn plugin_built_against_an_older_api_version() {
+    let env = TestEnv::offline("config-oldversion");
+    let plugin = Plugin::old_version_fixture().path();
+    let config = write(&env, &pipeline_text(&plugin.display().to_string(), false));
+    assert_refused(
+        &txform("validate", &config),
+        &[
+            &format!("{}:{TRANSFORM_LINE}: transform `copy`: ", config.display()),
+            &format!(
+                "plugin {} was built against an incompatible txform-plugin-api: ",
+                plugin.display()
+            ),
+            "0.0.1",
+            "0.1.0",
+        ],
+    );
+}

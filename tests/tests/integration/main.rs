@@ -1,0 +1,25 @@
+//! Integration tests of the `txform` binary against the real Kafka broker (`scripts/kafka.sh start`;
+//! `TXFORM_BOOTSTRAP` names it). Build the workspace first (`cargo build --workspace`): the tests run
+//! `target/debug/txform` and load the plugin libraries from `target/debug`. `scripts/test.sh` does both.
+//!
+//! Every test uses its own topics, group and transactional ids (see `txform_tests::TestEnv`), so tests
+//! run in parallel. Assertions are exact: counts, contents, order per partition, exit codes and
+//! messages. Time bounds only guard against hangs, except where a bound is the protocol property under
+//! test (a restarted instance fences its predecessor instead of waiting for its transaction to time out).
+
+mod aborted_output;
+mod bad_config;
+mod chain;
+mod happy_path;
+mod harness;
+mod kill_restart;
+mod plugin_failure;
+mod transient;
+mod zombie;
+
+use std::time::Duration;
+
+/// Upper bound for `txform` to start and commit what a test produced (a hang guard, not a measure).
+pub const PROCESS_TIMEOUT: Duration = Duration::from_secs(120);
+/// Upper bound for `txform` to stop after SIGTERM or to give up after its retries.
+pub const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
