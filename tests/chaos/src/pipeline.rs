@@ -1,0 +1,50 @@
+//! The pipeline file every instance of a run shares.
+
+use anyhow::Result;
+use toml::Value;
+use txform_tests::{passthrough_config, table, unique_name, PipelineConfig, Plugin, Topic};
+
+use crate::catch;
+use crate::profile::Profile;
+
+/// The pipeline of every instance: passthrough keeping the partition, then one fault stage that
+/// returns errors and one that panics, each in a share of batches.
+pub fn pipeline(profile: &Profile, input: &Topic, output: &Topic) -> Result<PipelineConfig> {
+    let fault = |action: &str, probability: f64, seed: i64| {
+        table(&[
+            ("action", Value::String(action.to_string())),
+            ("batch_probability", Value::Float(probability)),
+            ("seed", Value::Integer(seed)),
+            ("keep_partition", Value::Boolean(true)),
+        ])
+    };
+    let base = unique_name("chaos");
+    catch("write the pipeline", || {
+        PipelineConfig::new(
+            vec![input.name.clone()],
+            output.name.clone(),
+            format!("{base}-group"),
+            format!("{base}-txn"),
+        )
+        .batch(profile.max_records, profile.max_wait_ms)
+        .retries(profile.max_retries, 20, 500)
+        // Short time-outs, like Kafka's group-mode transactions test, so faults are noticed fast.
+        .consumer_property("session.timeout.ms", 6_000)
+        .consumer_property("heartbeat.interval.ms", 1_000)
+        .producer_property("transaction.timeout.ms", 10_000)
+        // Fetch a few producer batches per partition at a time, so an instance owning several
+        // partitions alternates between them (see seed.rs).
+        .consumer_property("max.partition.fetch.bytes", 16_384)
+        .transform("copy", Plugin::passthrough(), passthrough_config())
+        .transform(
+            "fault-error",
+            Plugin::fault(),
+            fault("error", profile.error_probability, 1),
+        )
+        .transform(
+            "fault-panic",
+            Plugin::fault(),
+            fault("panic", profile.panic_probability, 2),
+        )
+    })
+}

@@ -1,0 +1,109 @@
+//! The end of a run as printed: the fault table, anomalies, the readers' verdicts and one summary
+//! line, which is what CI logs and the README quote.
+
+use std::time::Duration;
+
+use crate::recovery::worst;
+use crate::run::Report;
+use crate::verify::Verdict;
+
+/// Prints the fault table, any anomaly, and the one summary line; returns whether the run passed.
+///
+/// A run passes when it finished and both readers saw every input exactly once, in order; with
+/// `strict`, also only when no instance misbehaved (see [`crate::fleet::Anomaly`]).
+pub fn print(name: &str, report: &Report, strict: bool) -> bool {
+    println!("faults (recovery = until every input partition with records left committed again):");
+    for fault in &report.faults {
+        let seconds = |d: Option<Duration>, none: &str| {
+            d.map_or(none.to_string(), |d| format!("{:.2}s", d.as_secs_f64()))
+        };
+        println!(
+            "  {:<40} at {:5.1}%  recovery {:>13}{}  first commit {:>7}  ({})",
+            fault.label,
+            100.0 * fault.progress,
+            seconds(fault.recovered, "NOT RECOVERED"),
+            fault.slowest.map_or(String::new(), |p| format!(" (p{p})")),
+            seconds(fault.first_commit, "none"),
+            fault.note
+        );
+    }
+    for anomaly in &report.anomalies {
+        println!(
+            "anomaly: instance {} {} (log {})",
+            anomaly.instance,
+            anomaly.what,
+            anomaly.log.display()
+        );
+    }
+    for (name, verdict) in [("concurrent", &report.concurrent), ("fresh", &report.fresh)] {
+        if let Some(v) = verdict {
+            println!("{name} read_committed reader: {}", v.describe());
+            for example in &v.examples {
+                println!("  {example}");
+            }
+        }
+    }
+    let worst = worst(&report.faults)
+        .map(|f| {
+            format!(
+                "{:.2}s ({})",
+                f.recovered.unwrap_or_default().as_secs_f64(),
+                f.label
+            )
+        })
+        .unwrap_or_else(|| "n/a".to_string());
+    let concurrent_ok = report.concurrent.as_ref().is_some_and(Verdict::ok);
+    let verified = report.fresh.as_ref().is_some_and(Verdict::ok) && concurrent_ok;
+    let unexpected_exits = report
+        .anomalies
+        .iter()
+        .filter(|a| a.ended_by_itself)
+        .count();
+    let passed = report.failure.is_none() && verified && (!strict || report.anomalies.is_empty());
+    if let Some(failure) = &report.failure {
+        println!("run failed: {failure}");
+    }
+    if !report.anomalies.is_empty() && !strict {
+        println!(
+            "warning: {} instance anomalies (listed above); exactly-once is unaffected, --strict fails on them",
+            report.anomalies.len()
+        );
+    }
+    // Counts of a reader that never ran are unknown, not zero.
+    let count = |f: fn(&Verdict) -> usize| {
+        report
+            .fresh
+            .as_ref()
+            .map_or("n/a".to_string(), |v| f(v).to_string())
+    };
+    println!(
+        "txform-chaos summary: profile={name} records_in={} records_out={} duplicates={} missing={} \
+         order_violations={} unexpected={} concurrent_reader={} instance_kills={} (SIGKILL {}, SIGTERM {}) \
+         broker_restarts={} aborted_transactions={} transactions={} unexpected_instance_exits={unexpected_exits} \
+         anomalies={} worst_recovery={worst} copy_time={} duration={:.0}s result={}",
+        report.records_in,
+        count(|v| v.records_out),
+        count(|v| v.duplicates),
+        count(|v| v.missing),
+        count(|v| v.order_violations),
+        count(|v| v.unexpected),
+        match &report.concurrent {
+            Some(v) if v.ok() => "ok".to_string(),
+            Some(v) => format!("FAILED({})", v.describe()),
+            None => "n/a".to_string(),
+        },
+        report.kills + report.terms,
+        report.kills,
+        report.terms,
+        report.broker_restarts,
+        report.aborts,
+        report.transactions,
+        report.anomalies.len(),
+        report
+            .copy_time
+            .map_or("n/a".to_string(), |d| format!("{:.0}s", d.as_secs_f64())),
+        report.duration.as_secs_f64(),
+        if passed { "PASS" } else { "FAIL" }
+    );
+    passed
+}
