@@ -3,15 +3,20 @@
 
 use std::sync::Mutex;
 
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryResult, ProducerContext};
 use rdkafka::ClientContext;
+
+use super::trouble::Trouble;
 
 /// Collects failed deliveries; the opaque of each message is the index of its source record in the
 /// batch.
 #[derive(Default)]
 pub struct DeliveryTracker {
     failed: Mutex<Vec<(usize, KafkaError)>>,
+    /// Kafka trouble this producer saw (see [`Trouble`]).
+    pub trouble: Trouble,
 }
 
 impl DeliveryTracker {
@@ -43,7 +48,15 @@ impl DeliveryTracker {
     }
 }
 
-impl ClientContext for DeliveryTracker {}
+impl ClientContext for DeliveryTracker {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.trouble.on_log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.trouble.on_error(error, reason);
+    }
+}
 
 impl ProducerContext for DeliveryTracker {
     type DeliveryOpaque = usize;

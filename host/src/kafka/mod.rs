@@ -6,7 +6,9 @@ mod clients;
 mod delivery;
 mod errors;
 mod rebalance;
+mod trouble;
 
 pub use clients::{build_consumer, build_producer, check_properties, Consumer, Producer};
 pub use delivery::{is_record_refusal, DeliveryTracker};
 pub use errors::{classify, ErrorClass};
+pub use trouble::Trouble;

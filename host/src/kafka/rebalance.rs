@@ -8,8 +8,12 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
 use rdkafka::ClientContext;
+
+use super::trouble::Trouble;
 
 use super::errors::describe_partitions;
 
@@ -19,6 +23,8 @@ use super::errors::describe_partitions;
 pub struct RebalanceTracker {
     events: AtomicU64,
     revoked: Mutex<HashSet<(String, i32)>>,
+    /// Kafka trouble this consumer saw (see [`Trouble`]).
+    pub trouble: Trouble,
 }
 
 impl RebalanceTracker {
@@ -37,7 +43,15 @@ impl RebalanceTracker {
     }
 }
 
-impl ClientContext for RebalanceTracker {}
+impl ClientContext for RebalanceTracker {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.trouble.on_log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.trouble.on_error(error, reason);
+    }
+}
 
 impl ConsumerContext for RebalanceTracker {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

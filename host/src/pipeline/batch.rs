@@ -90,7 +90,10 @@ impl<'c> Batch<'c> {
                 }
                 Some(Err(error)) if classify(&error) == ErrorClass::Fatal => return Err(error),
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
-                Some(Err(error)) => log::warn!("consumer: {error}"),
+                Some(Err(error)) => {
+                    consumer.context().trouble.mark();
+                    log::warn!("consumer: {error}");
+                }
             }
         }
         Ok(Batch { consumer, messages })

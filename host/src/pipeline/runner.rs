@@ -14,7 +14,7 @@ use rdkafka::consumer::Consumer as _;
 use rdkafka::producer::Producer as _;
 
 use crate::config::{FailureAction, Guarantee, Pipeline};
-use crate::kafka::{build_consumer, build_producer, classify, ErrorClass};
+use crate::kafka::{build_consumer, build_producer, classify, Consumer, ErrorClass, Producer};
 use crate::plugin::Chain;
 
 use super::attempt::{Attempt, Work};
@@ -60,28 +60,59 @@ struct Streak {
     since: Option<Instant>,
 }
 
-/// Runs the pipeline until `stop` is set (clean exit) or an error ends it.
-pub fn run(pipeline: &Pipeline, mut chain: Chain, stop: &AtomicBool) -> Result<(), RunError> {
-    let consumer = build_consumer(pipeline).map_err(RunError::Startup)?;
-    let producer = build_producer(pipeline).map_err(RunError::Startup)?;
-    if pipeline.transaction.guarantee == Guarantee::ExactlyOnce {
-        let started = Instant::now();
-        until_done("init_transactions", &producer, |t| {
-            producer.init_transactions(t)
-        })
-        .map_err(|e| match classify(&e) {
-            ErrorClass::Fatal => RunError::Fatal(format!("init_transactions: {e}")),
-            _ => RunError::Startup(anyhow::anyhow!("init_transactions: {e}")),
-        })?;
-        log::info!("transactions initialised in {:.0?}", started.elapsed());
+/// A fatal error this soon after Kafka trouble is taken for a consequence of it.
+const TROUBLE_WINDOW: Duration = Duration::from_secs(120);
+/// At most this many client rebuilds within [`REBUILD_WINDOW`]; a real duplicate instance would
+/// otherwise fence and be fenced forever.
+const MAX_REBUILDS: usize = 5;
+const REBUILD_WINDOW: Duration = Duration::from_secs(600);
+
+/// The two Kafka clients of an instance, ready to copy.
+struct Clients {
+    consumer: Consumer,
+    producer: Producer,
+}
+
+impl Clients {
+    /// Builds both clients, initialises transactions (which fences any predecessor with the same
+    /// transactional id and aborts its open transaction) and subscribes. Positions start from the
+    /// group's committed offsets.
+    fn start(pipeline: &Pipeline) -> Result<Clients, RunError> {
+        let consumer = build_consumer(pipeline).map_err(RunError::Startup)?;
+        let producer = build_producer(pipeline).map_err(RunError::Startup)?;
+        if pipeline.transaction.guarantee == Guarantee::ExactlyOnce {
+            let started = Instant::now();
+            until_done("init_transactions", &producer, |t| {
+                producer.init_transactions(t)
+            })
+            .map_err(|e| match classify(&e) {
+                ErrorClass::Fatal => RunError::Fatal(format!("init_transactions: {e}")),
+                _ => RunError::Startup(anyhow::anyhow!("init_transactions: {e}")),
+            })?;
+            log::info!("transactions initialised in {:.0?}", started.elapsed());
+        }
+        let topics: Vec<&str> = pipeline.source.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| RunError::Startup(anyhow::anyhow!("subscribe to {topics:?}: {e}")))?;
+        Ok(Clients { consumer, producer })
     }
-    let topics: Vec<&str> = pipeline.source.topics.iter().map(String::as_str).collect();
-    consumer
-        .subscribe(&topics)
-        .map_err(|e| RunError::Startup(anyhow::anyhow!("subscribe to {topics:?}: {e}")))?;
+
+    fn troubled_recently(&self) -> bool {
+        self.consumer.context().trouble.within(TROUBLE_WINDOW)
+            || self.producer.context().trouble.within(TROUBLE_WINDOW)
+    }
+}
+
+/// Runs the pipeline until `stop` is set (clean exit) or an error ends it.
+///
+/// A fatal Kafka error soon after Kafka trouble (see `kafka::Trouble`) rebuilds both clients instead
+/// of stopping: the new consumer resumes from the committed offsets and the new producer's
+/// `init_transactions` aborts whatever the old one left open, so nothing is lost or duplicated.
+pub fn run(pipeline: &Pipeline, mut chain: Chain, stop: &AtomicBool) -> Result<(), RunError> {
     log::info!(
-        "txform running: {} -> {} | group {} | {} id {} | batch {} records / {:?} | on failure: {} after {} retries | chain: {}",
-        topics.join(","),
+        "txform starting: {} -> {} | group {} | {} id {} | batch {} records / {:?} | on failure: {} after {} retries | chain: {}",
+        pipeline.source.topics.join(","),
         pipeline.sink.topic,
         pipeline.source.group_id,
         pipeline.transaction.guarantee,
@@ -92,14 +123,47 @@ pub fn run(pipeline: &Pipeline, mut chain: Chain, stop: &AtomicBool) -> Result<(
         pipeline.errors.max_retries,
         chain.describe().join(" -> ")
     );
-
     let mut stats = Stats::new(pipeline.log.stats_interval);
+    let mut rebuilds: Vec<Instant> = Vec::new();
+    let result = loop {
+        let clients = Clients::start(pipeline)?;
+        log::info!("txform running as {}", pipeline.transactional_id());
+        match copy(pipeline, &clients, &mut chain, &mut stats, stop) {
+            Err(RunError::Fatal(message)) if clients.troubled_recently() => {
+                rebuilds.retain(|at| at.elapsed() < REBUILD_WINDOW);
+                if rebuilds.len() >= MAX_REBUILDS {
+                    break Err(RunError::Fatal(format!(
+                        "{message} ({MAX_REBUILDS} client rebuilds within {REBUILD_WINDOW:?} did not help)"
+                    )));
+                }
+                rebuilds.push(Instant::now());
+                log::warn!(
+                    "fatal Kafka error right after Kafka trouble, taken for its consequence: {message}; \
+                     rebuilding the Kafka clients, which resume from the committed offsets"
+                );
+            }
+            other => break other,
+        }
+    };
+    log::info!("stopping: {}", stats.summary());
+    result
+}
+
+/// Copies batches with `clients` until `stop` is set or an error ends it.
+fn copy(
+    pipeline: &Pipeline,
+    clients: &Clients,
+    chain: &mut Chain,
+    stats: &mut Stats,
+    stop: &AtomicBool,
+) -> Result<(), RunError> {
+    let (consumer, producer) = (&clients.consumer, &clients.producer);
     let mut streak = Streak::default();
     let policy = &pipeline.errors;
     while !stop.load(Ordering::SeqCst) {
         stats.maybe_report();
         let batch = Batch::collect(
-            &consumer,
+            consumer,
             pipeline.batch.max_records,
             pipeline.batch.max_wait,
             stop,
@@ -113,12 +177,12 @@ pub fn run(pipeline: &Pipeline, mut chain: Chain, stop: &AtomicBool) -> Result<(
         let outcome = batch.with_records(|records| {
             let attempt = Attempt {
                 pipeline,
-                consumer: &consumer,
-                producer: &producer,
+                consumer,
+                producer,
                 batch: &batch,
                 records,
             };
-            match attempt.run(&mut chain, batch.all(), &Work::Transform) {
+            match attempt.run(chain, batch.all(), &Work::Transform) {
                 Ok(done) => {
                     stats.committed(done);
                     Ok(())
@@ -138,11 +202,12 @@ pub fn run(pipeline: &Pipeline, mut chain: Chain, stop: &AtomicBool) -> Result<(
                         })),
                         FailureAction::DeadLetter { .. } | FailureAction::Skip => {
                             let attempts = streak.records;
-                            isolate(&attempt, &mut chain, cause, source, attempts, &mut stats)
-                                .map_err(|failure| match failure {
+                            isolate(&attempt, chain, cause, source, attempts, stats).map_err(
+                                |failure| match failure {
                                     Failure::Fatal(message) => Retry::Fatal(message),
                                     other => Retry::KafkaAfterPartialCommit(format!("{other:?}")),
-                                })
+                                },
+                            )
                         }
                     }
                 }
@@ -167,7 +232,6 @@ pub fn run(pipeline: &Pipeline, mut chain: Chain, stop: &AtomicBool) -> Result<(
             }
             Err(Retry::Fatal(message)) => return Err(RunError::Fatal(message)),
             Err(Retry::GiveUp(failure)) => {
-                log::info!("{}", stats.summary());
                 return Err(RunError::Exhausted {
                     attempts: streak.records,
                     offsets: batch.describe(batch.all()),
@@ -188,21 +252,20 @@ pub fn run(pipeline: &Pipeline, mut chain: Chain, stop: &AtomicBool) -> Result<(
             }
             Err(Retry::Kafka(message)) => {
                 batch.rewind_from(0);
+                consumer.context().trouble.mark();
                 kafka_delay(&mut streak, policy, &message)
             }
             // Isolation already rewound what it had not committed.
             Err(Retry::KafkaAfterPartialCommit(message)) => {
+                consumer.context().trouble.mark();
                 kafka_delay(&mut streak, policy, &message)
             }
         };
         drop(batch);
         sleep_unless_stopped(delay, stop);
     }
-    log::info!("stopping: {}", stats.summary());
-    // Closing the consumer leaves the group (a static member keeps its slot until its session times
-    // out); the producer has no transaction open between batches.
-    drop(consumer);
-    drop(producer);
+    // Dropping the clients closes them: the consumer leaves the group (a static member keeps its
+    // slot until its session times out); no transaction is open between batches.
     Ok(())
 }
 
