@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test: unit tests, and integration tests against a real local Kafka broker, which this
-# script starts (and assembles from Maven Central the first time). Usage: scripts/test.sh [cargo test args]
+# Runs every test: unit tests, integration tests against a real local Kafka broker (which this script
+# starts, assembling it from Maven Central the first time), the exactly-once chaos harness (CI profile,
+# on a broker of its own that it kills and restarts) and a smoke run of the benchmark.
+# Usage: scripts/test.sh [cargo test args]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -10,3 +12,9 @@ export TXFORM_BOOTSTRAP="$(scripts/kafka.sh bootstrap)"
 # The integration tests run the txform binary and load the plugin libraries, so build them all first.
 cargo build --workspace --locked
 cargo test --workspace --locked "$@"
+
+# Kafka's transactions system test, replayed against txform: crashes, rebalances, broker restarts.
+cargo run --locked -p txform-chaos -- --profile ci --strict
+
+# The benchmark still works end to end (no timing is asserted).
+cargo run --release --locked -p txform-bench -- --smoke

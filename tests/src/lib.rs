@@ -6,7 +6,7 @@
 //! checks the broker, picks names no other test (or earlier run) uses and makes a scratch directory for
 //! pipeline files and logs:
 //!
-//! ```ignore
+//! ```text
 //! let env = TestEnv::new("happy");
 //! let input = env.create_topic("in", 3);
 //! let output = env.create_topic("out", 3);
@@ -27,6 +27,7 @@
 
 pub mod assertions;
 pub mod broker;
+pub mod dead_letter;
 mod executor;
 pub mod logs;
 pub mod names;

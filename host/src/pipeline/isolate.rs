@@ -8,12 +8,16 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
+use std::time::Duration;
 
 use crate::plugin::Chain;
 
 use super::attempt::{Attempt, Work};
 use super::failure::{Cause, Failure};
 use super::stats::Stats;
+
+/// How often one isolation step is retried after a Kafka failure before the isolation is abandoned.
+const STEP_KAFKA_RETRIES: u32 = 3;
 
 /// A unit of isolation work, in the order it must be committed.
 enum Step {
@@ -43,28 +47,50 @@ pub fn isolate(
     let mut pending = VecDeque::new();
     split(&mut pending, all, attempts, cause, source);
     let mut calls = 0u32;
+    let mut kafka_failures = 0u32;
     while let Some(step) = pending.pop_front() {
         calls += 1;
-        let (range, result) = match step {
-            Step::Try(range, tried) => {
-                let result = attempt.run(chain, range.clone(), &Work::Transform);
-                if let Err(Failure::Records { cause, source }) = result {
-                    stats.aborts += 1;
-                    split(&mut pending, range, tried + 1, cause, source);
-                    continue;
-                }
-                (range, result)
-            }
-            Step::SetAside(index, attempts, cause) => {
-                let work = Work::SetAside { cause, attempts };
-                (
-                    index..index + 1,
-                    attempt.run(chain, index..index + 1, &work),
-                )
-            }
+        let (range, work) = match &step {
+            Step::Try(range, _) => (range.clone(), Work::Transform),
+            Step::SetAside(index, attempts, cause) => (
+                *index..*index + 1,
+                Work::SetAside {
+                    cause: cause.clone(),
+                    attempts: *attempts,
+                },
+            ),
         };
-        match result {
-            Ok(done) => stats.committed(done),
+        match attempt.run(chain, range.clone(), &work) {
+            Ok(done) => {
+                kafka_failures = 0;
+                stats.committed(done);
+            }
+            Err(Failure::Records { cause, source }) => {
+                stats.aborts += 1;
+                match step {
+                    Step::Try(range, tried) => split(&mut pending, range, tried + 1, cause, source),
+                    // Setting aside runs no transform: a record failure here is Kafka refusing the
+                    // dead-letter record itself.
+                    Step::SetAside(..) => {
+                        attempt.batch.rewind_from(range.start);
+                        return Err(Failure::Fatal(format!(
+                            "cannot set aside {}: {cause}",
+                            attempt.batch.source_of(range.start)
+                        )));
+                    }
+                }
+            }
+            // A Kafka failure right after a refused record is often librdkafka recovering its
+            // idempotence state (an epoch bump on abort): retry the same step a few times before
+            // giving the batch back to the main loop, which polls (a rebalance needs that).
+            Err(Failure::Kafka(message)) if kafka_failures < STEP_KAFKA_RETRIES => {
+                stats.aborts += 1;
+                kafka_failures += 1;
+                let delay = Duration::from_millis(100 << kafka_failures);
+                log::warn!("isolation step failed on Kafka ({message}); retrying it in {delay:?}");
+                std::thread::sleep(delay);
+                pending.push_front(step);
+            }
             Err(failure) => {
                 stats.aborts += 1;
                 attempt.batch.rewind_from(range.start);

@@ -50,14 +50,57 @@ impl RunError {
     }
 }
 
-/// Consecutive failures at the current position of the stream; reset by every commit.
+/// Consecutive failures of the batch that keeps failing.
+///
+/// After an abort only the failed batch's partitions are rewound, so batches of other partitions
+/// (already fetched) may commit before the failed records come back: those commits must not reset
+/// the count, or a poison record would be retried forever. The streak is therefore tied to the
+/// start positions of the failing batch.
 #[derive(Default)]
 struct Streak {
-    /// Failures caused by records: they count against `errors.max_retries`.
+    /// Record failures of the batch starting at `at`: they count against `errors.max_retries`.
     records: u32,
-    /// Failures of Kafka itself: they only lengthen the backoff.
-    kafka: u32,
+    /// When the first of them happened, for `errors.max_retry_time_ms`.
     since: Option<Instant>,
+    /// (topic, partition, first offset) of the failing batch that are not committed yet; narrowed
+    /// to the positions every failing attempt shared.
+    at: Vec<(String, i32, i64)>,
+    /// Failures of Kafka itself: they only lengthen the backoff; reset by any commit.
+    kafka: u32,
+}
+
+impl Streak {
+    /// Counts a record failure of `batch`; a batch that shares no start with the streak starts a
+    /// new one.
+    fn record_failure(&mut self, batch: &Batch<'_>) -> (u32, Instant) {
+        let starts = batch.starts();
+        let common: Vec<_> = self
+            .at
+            .iter()
+            .filter(|p| starts.contains(p))
+            .cloned()
+            .collect();
+        if common.is_empty() {
+            self.records = 0;
+            self.since = None;
+            self.at = starts;
+        } else {
+            self.at = common;
+        }
+        self.records += 1;
+        (self.records, *self.since.get_or_insert_with(Instant::now))
+    }
+
+    /// A committed batch ends the streak once it has covered every failing position.
+    fn committed(&mut self, batch: &Batch<'_>) {
+        self.kafka = 0;
+        self.at
+            .retain(|(topic, partition, offset)| !batch.covers(topic, *partition, *offset));
+        if self.at.is_empty() {
+            self.records = 0;
+            self.since = None;
+        }
+    }
 }
 
 /// A fatal error this soon after Kafka trouble is taken for a consequence of it.
@@ -189,10 +232,9 @@ fn copy(
                 }
                 Err(Failure::Records { cause, source }) => {
                     stats.aborts += 1;
-                    streak.records += 1;
-                    let since = *streak.since.get_or_insert_with(Instant::now);
+                    let (failures, since) = streak.record_failure(&batch);
                     let out_of_time = policy.max_retry_time.is_some_and(|t| since.elapsed() >= t);
-                    if streak.records <= policy.max_retries && !out_of_time {
+                    if failures <= policy.max_retries && !out_of_time {
                         return Err(Retry::Records(cause.to_string()));
                     }
                     match policy.on_failure {
@@ -220,7 +262,7 @@ fn copy(
         });
         let delay = match outcome {
             Ok(()) => {
-                streak = Streak::default();
+                streak.committed(&batch);
                 log::debug!(
                     "committed {} in, {} out in {:.1?}: {}",
                     stats.records_in - in_before,

@@ -10,6 +10,7 @@
 mod aborted_output;
 mod bad_config;
 mod chain;
+mod error_policies;
 mod happy_path;
 mod harness;
 mod kill_restart;

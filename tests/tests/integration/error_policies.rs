@@ -1,0 +1,1000 @@
+//! Error policies (`[errors] on_failure`): what happens to records that keep failing.
+//!
+//! - `dead-letter`: after `max_retries` retries of the whole batch, bisection isolates the failing
+//!   records; each is written unchanged (key, value, headers) to the dead-letter topic with `txform.*`
+//!   headers, in the transaction that commits its offset, and every other record comes out exactly
+//!   once, in order per partition. Plugin errors, panics, rejections (set aside at once, without
+//!   retries) and outputs Kafka refuses are all covered, as is a `kill -9` in the middle of an
+//!   isolation followed by a restart.
+//! - `skip`: the same isolation, the failing record dropped and logged with its offset.
+//! - `stop`: exit code 1 with a message naming the transform, the plugin, its error and the batch's
+//!   offsets; the group's offsets stay just before the failing batch.
+//! - A record that fails a few times and then passes (`times`) is retried, never dead-lettered.
+//!
+//! The fault plugin fails on chosen records (`value_contains` of one input's unique `seq`, `key_equals`
+//! or `offsets`); inputs are the standard ones, so a fresh topic puts id `i` at partition
+//! `i % partitions`, offset `i / partitions`.
+
+use toml::{Table, Value};
+use txform_tests::dead_letter::{
+    offset_spans, parse_totals, spawn_with_policy, timestamps, DeadLetter, ErrorPolicy, Totals,
+};
+use txform_tests::{
+    assert_same_content, big_value, by_partition, committed_offsets, committed_totals, content_of,
+    end_offsets, ids_of, pause_in_open_transaction, produce, read_topic, standard_inputs, table,
+    wait_for_committed, wait_for_group_at_end, InputProducer, InputSpec, Isolation, Plugin, Record,
+    TestEnv, Topic, Txform,
+};
+
+use crate::{EXIT_TIMEOUT, PROCESS_TIMEOUT};
+
+/// `txform.plugin` and `txform.plugin.version` of the fault plugin.
+const FAULT_PLUGIN: (&str, &str) = ("txform-fault", "0.1.0");
+/// `txform.plugin` and `txform.plugin.version` when Kafka refused an output: txform's own sink.
+const SINK: (&str, &str) = ("txform", "0.1.0");
+const MAX_RETRIES: i64 = 2;
+/// Whole-batch attempts before the error policy applies.
+const ATTEMPTS: u32 = MAX_RETRIES as u32 + 1;
+const INITIAL_BACKOFF_MS: i64 = 10;
+const MAX_BACKOFF_MS: i64 = 50;
+
+/// The `seq` field of standard input `id`: a substring of its value and of no other input's.
+fn seq(id: u64) -> String {
+    format!("id-{id:06}")
+}
+
+/// `[transform.config]` of the fault plugin: `action` on the input whose value contains `seq(id)`.
+fn fault_on_value(action: &str, id: u64) -> Table {
+    table(&[
+        ("action", action.into()),
+        ("value_contains", seq(id).into()),
+    ])
+}
+
+/// `[transform.config]` of the fault plugin: `action` on the records at `positions`.
+fn fault_at_offsets(action: &str, positions: &[(i32, i64)]) -> Table {
+    let offsets = positions
+        .iter()
+        .map(|&(partition, offset)| {
+            Value::Table(table(&[
+                ("partition", partition.into()),
+                ("offset", offset.into()),
+            ]))
+        })
+        .collect();
+    table(&[
+        ("action", action.into()),
+        ("offsets", Value::Array(offsets)),
+    ])
+}
+
+/// The fault plugin's message for `record` of `input`, matched by `condition`.
+fn fault_message(input: &Topic, record: &Record, condition: &str) -> String {
+    format!(
+        "fault injected at topic/partition/offset {}/{}/{} ({condition})",
+        input.name, record.partition, record.offset
+    )
+}
+
+fn value_condition(id: u64) -> String {
+    format!("value contains \"{}\"", seq(id))
+}
+
+/// `produced` without the inputs whose test id is in `set_aside`.
+fn all_but(produced: &[Record], set_aside: &[u64]) -> Vec<Record> {
+    produced
+        .iter()
+        .filter(|r| !set_aside.contains(&r.test_id().expect("test id")))
+        .cloned()
+        .collect()
+}
+
+/// The output, read_committed, is exactly `expected` in every partition, in order; read_uncommitted
+/// readers see exactly the same (no failed attempt produced anything before failing).
+fn assert_output(expected: &[Record], output: &Topic) {
+    let committed = read_topic(output, Isolation::ReadCommitted);
+    let expected = by_partition(expected, output.partitions);
+    let actual = by_partition(&committed, output.partitions);
+    for p in 0..output.partitions as usize {
+        assert_same_content(
+            &expected[p],
+            &actual[p],
+            &format!("read_committed output partition {p}"),
+        );
+    }
+    let uncommitted = read_topic(output, Isolation::ReadUncommitted);
+    assert_same_content(
+        &committed,
+        &uncommitted,
+        "read_uncommitted output vs read_committed output",
+    );
+}
+
+/// The dead-letter records of `dlq` (one partition), read_committed, parsed; read_uncommitted readers
+/// see exactly the same records (set-aside attempts never fail here, so nothing was aborted).
+fn dead_letters(dlq: &Topic) -> Vec<DeadLetter> {
+    let committed = read_topic(dlq, Isolation::ReadCommitted);
+    let uncommitted = read_topic(dlq, Isolation::ReadUncommitted);
+    assert_same_content(
+        &committed,
+        &uncommitted,
+        "dead-letter topic: read_uncommitted vs read_committed",
+    );
+    committed.iter().map(DeadLetter::parse).collect()
+}
+
+/// Asserts that `letter` is `source` unchanged (key, value, headers) with the `txform.*` headers of
+/// a record of `input` set aside by `stage` of `plugin`, and that it kept the source's timestamp.
+/// `txform.error` and `txform.attempts` are checked by the caller.
+fn assert_dead_letter(
+    letter: &DeadLetter,
+    source: &Record,
+    input: &Topic,
+    dlq: &Topic,
+    stage: &str,
+    (plugin, version): (&str, &str),
+) {
+    let what = format!(
+        "dead-letter record at {} for input {}",
+        letter.record.position(),
+        source.position()
+    );
+    assert_eq!(
+        letter.content,
+        content_of(source),
+        "{what}: key, value and headers of the source record"
+    );
+    assert_eq!(
+        (
+            letter.stage.as_str(),
+            letter.plugin.as_str(),
+            letter.plugin_version.as_str()
+        ),
+        (stage, plugin, version),
+        "{what}: txform.stage, txform.plugin, txform.plugin.version"
+    );
+    assert_eq!(
+        (
+            letter.source_topic.as_str(),
+            letter.source_partition,
+            letter.source_offset
+        ),
+        (input.name.as_str(), source.partition, source.offset),
+        "{what}: txform.source.topic, txform.source.partition, txform.source.offset"
+    );
+    let source_timestamp = timestamps(input)[&(source.partition, source.offset)];
+    assert!(
+        source_timestamp.is_some(),
+        "{what}: the input has a timestamp"
+    );
+    assert_eq!(
+        letter.source_timestamp, source_timestamp,
+        "{what}: txform.source.timestamp"
+    );
+    assert_eq!(
+        timestamps(dlq)[&(letter.record.partition, letter.record.offset)],
+        source_timestamp,
+        "{what}: the dead-letter record keeps the source record's timestamp"
+    );
+}
+
+/// The counters of the one `stopping: totals:` line.
+fn final_totals(txform: &Txform) -> Totals {
+    let lines = txform.log_lines("stopping: totals:");
+    assert_eq!(lines.len(), 1, "one `stopping: totals:` line: {lines:#?}");
+    parse_totals(&lines[0]).unwrap_or_else(|| panic!("unparsable totals line: {}", lines[0]))
+}
+
+/// The number `N` in the one log line containing `prefix ... after N attempt(s)`, and that line.
+fn attempts_in_line(txform: &Txform, prefix: &str) -> (u32, String) {
+    let lines = txform.log_lines(prefix);
+    assert_eq!(lines.len(), 1, "one {prefix:?} line: {lines:#?}");
+    let line = lines[0].clone();
+    let after = &line[line.find(" after ").expect("` after ` in the line") + " after ".len()..];
+    let n = after
+        .split_once(" attempt(s)")
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("no `after N attempt(s)` in {line}"));
+    (n, line)
+}
+
+/// Asserts the one log line containing `needle` ends with `expected` (the part after the log prefix).
+fn assert_line_ends_with(txform: &Txform, needle: &str, expected: &str) {
+    let lines = txform.log_lines(needle);
+    assert_eq!(lines.len(), 1, "one {needle:?} line: {lines:#?}");
+    assert!(
+        lines[0].ends_with(expected),
+        "log line\n  {}\nmust end with\n  {expected}",
+        lines[0]
+    );
+}
+
+/// Asserts the failing batch was retried exactly `MAX_RETRIES` times, one warning per retry naming
+/// the fault and counting the attempts (`attempt i of MAX_RETRIES + 1`), and nothing else was retried.
+fn assert_retried_then_gave_up(txform: &Txform, input: &Topic, fault: &str) {
+    let retried = txform.log_lines("aborted batch at");
+    let expected: Vec<String> = (1..=MAX_RETRIES)
+        .map(|i| format!("(attempt {i} of {ATTEMPTS})"))
+        .collect();
+    let actual: Vec<&str> = retried
+        .iter()
+        .map(|l| {
+            let start = l.find("(attempt ").unwrap_or(0);
+            let end = l[start..].find(')').map_or(start, |i| start + i + 1);
+            &l[start..end]
+        })
+        .collect();
+    assert_eq!(
+        actual, expected,
+        "the failing batch of {} must be attempted {ATTEMPTS} times in a row as a whole before the \
+         error policy applies; retry warnings:\n{}",
+        input.name,
+        retried.join("\n")
+    );
+    for line in &retried {
+        assert!(
+            line.contains(fault),
+            "retry warning without the fault {fault:?}: {line}"
+        );
+    }
+}
+
+fn assert_no_error_line(txform: &Txform) {
+    assert!(
+        txform.error_messages().is_empty(),
+        "no `txform:` error line: {:?}",
+        txform.error_messages()
+    );
+}
+
+const BIG_N: u64 = 10_000;
+const BIG_PARTITIONS: i32 = 3;
+/// Partition 1, offset 2592.
+const BIG_POISON: u64 = 7_777;
+
+#[test]
+fn one_poison_record_among_10000_is_dead_lettered_exactly_once() {
+    let env = TestEnv::new("dlq-poison");
+    let input = env.create_topic("in", BIG_PARTITIONS);
+    let output = env.create_topic("out", BIG_PARTITIONS);
+    let dlq = env.create_topic("dlq", 1);
+    let produced = produce(&input, &standard_inputs(BIG_N, BIG_PARTITIONS));
+    let poison = produced[BIG_POISON as usize].clone();
+    assert_eq!((poison.partition, poison.offset), (1, 2592));
+
+    let pipeline = env
+        .pipeline(&[&input], &output)
+        .batch(1000, 100)
+        .retries(MAX_RETRIES, INITIAL_BACKOFF_MS, MAX_BACKOFF_MS)
+        .transform(
+            "guard",
+            Plugin::fault(),
+            fault_on_value("error", BIG_POISON),
+        );
+    let mut txform = spawn_with_policy(&env, &pipeline, &ErrorPolicy::dead_letter(&dlq), "0");
+    wait_for_committed(&output, BIG_N as usize - 1, PROCESS_TIMEOUT);
+    wait_for_committed(&dlq, 1, PROCESS_TIMEOUT);
+    wait_for_group_at_end(&pipeline.group_id, &input, PROCESS_TIMEOUT);
+    // The periodic line counts the dead-lettered record too.
+    let stats = txform.wait_for_log("dead_lettered=1 skipped=0", PROCESS_TIMEOUT);
+    txform.terminate();
+    txform.expect_exit_code(0, EXIT_TIMEOUT);
+
+    assert_output(&all_but(&produced, &[BIG_POISON]), &output);
+    let ends = end_offsets(&input);
+    assert_eq!(
+        committed_offsets(&pipeline.group_id, &input),
+        ends.iter().map(|&e| Some(e)).collect::<Vec<_>>(),
+        "the group's committed offsets must be the input's end offsets"
+    );
+
+    let letters = dead_letters(&dlq);
+    assert_eq!(letters.len(), 1, "one dead-letter record: {letters:#?}");
+    let letter = &letters[0];
+    assert_dead_letter(letter, &poison, &input, &dlq, "guard", FAULT_PLUGIN);
+    let error = fault_message(&input, &poison, &value_condition(BIG_POISON));
+    assert_eq!(letter.error, error, "txform.error");
+
+    assert!(
+        letter.attempts > ATTEMPTS,
+        "txform.attempts = {} counts the whole-batch attempts ({ATTEMPTS}) and the failed halves",
+        letter.attempts
+    );
+    let (logged_attempts, _) = attempts_in_line(&txform, "dead-lettering ");
+    assert_eq!(logged_attempts, letter.attempts, "attempts in the log line");
+    assert_line_ends_with(
+        &txform,
+        "dead-lettering ",
+        &format!(
+            "dead-lettering {}/1@2592 to {} after {} attempt(s): transform `guard` (txform-fault 0.1.0): {error}",
+            input.name, dlq.name, letter.attempts
+        ),
+    );
+
+    let isolating = txform.log_lines("isolating the failing record(s) of a batch of ");
+    assert_eq!(isolating.len(), 1, "one isolation: {isolating:#?}");
+    let spans = offset_spans(&isolating[0], &input.name);
+    assert!(
+        spans.get(&1).is_some_and(|&(a, b)| a <= 2592 && 2592 <= b),
+        "the isolated batch must hold the poison record: {}",
+        isolating[0]
+    );
+    let (steps, _) = attempts_in_line(&txform, "isolation done after ");
+
+    // The batch was attempted MAX_RETRIES + 1 times as a whole, then isolated.
+    assert_retried_then_gave_up(&txform, &input, &error);
+    // Attempts: the whole batch's, then one per bisection step whose half held the poison; with a
+    // single failing record, every aborted transaction was one of them.
+    let totals = final_totals(&txform);
+    assert_eq!(
+        totals.aborts, letter.attempts as u64,
+        "every aborted transaction was an attempt that held the poison record"
+    );
+    assert!(stats.contains("stats: records in="), "{stats}");
+    let periodic = parse_totals(&stats).expect("parsable stats line");
+    assert_eq!(
+        (periodic.retries, periodic.dead_lettered, periodic.skipped),
+        (MAX_RETRIES as u64, 1, 0),
+        "stats line after the dead-lettering: {stats}"
+    );
+    // Exact totals: every record in, all but the poison out; transactions are the batches committed
+    // whole plus the isolation's committed steps (its steps minus its failed halves).
+    let batches = committed_totals(&txform.log());
+    assert_eq!(
+        (batches.records_in, batches.records_out),
+        (BIG_N, BIG_N - 1),
+        "committed log lines"
+    );
+    let failed_halves = letter.attempts - ATTEMPTS;
+    assert_eq!(
+        totals,
+        Totals {
+            records_in: BIG_N,
+            records_out: BIG_N - 1,
+            transactions: batches.transactions - 1 + (steps - failed_halves) as u64,
+            aborts: letter.attempts as u64,
+            retries: MAX_RETRIES as u64,
+            dead_lettered: 1,
+            skipped: 0,
+        },
+        "final totals"
+    );
+    assert_no_error_line(&txform);
+}
+
+const SMALL_PARTITIONS: i32 = 2;
+
+#[test]
+fn two_poison_records_in_one_batch_and_a_panicking_record_are_dead_lettered() {
+    const N: u64 = 400;
+    // Partition 1, offsets 50 and 52: one batch (everything is produced before txform starts).
+    const POISONS: [u64; 2] = [101, 105];
+    // Partition 0, offset 125.
+    const PANIC: u64 = 250;
+    let env = TestEnv::new("dlq-two-and-panic");
+    let input = env.create_topic("in", SMALL_PARTITIONS);
+    let output = env.create_topic("out", SMALL_PARTITIONS);
+    let dlq = env.create_topic("dlq", 1);
+    let produced = produce(&input, &standard_inputs(N, SMALL_PARTITIONS));
+    let poisons: Vec<Record> = POISONS
+        .iter()
+        .map(|&id| produced[id as usize].clone())
+        .collect();
+    let panicking = produced[PANIC as usize].clone();
+    assert_eq!(
+        [
+            (poisons[0].partition, poisons[0].offset),
+            (poisons[1].partition, poisons[1].offset)
+        ],
+        [(1, 50), (1, 52)]
+    );
+    assert_eq!((panicking.partition, panicking.offset), (0, 125));
+
+    let pipeline = env
+        .pipeline(&[&input], &output)
+        .batch(1000, 100)
+        .retries(MAX_RETRIES, INITIAL_BACKOFF_MS, MAX_BACKOFF_MS)
+        .transform(
+            "fail",
+            Plugin::fault(),
+            fault_at_offsets("error", &[(1, 50), (1, 52)]),
+        )
+        .transform("crash", Plugin::fault(), fault_on_value("panic", PANIC));
+    let mut txform = spawn_with_policy(&env, &pipeline, &ErrorPolicy::dead_letter(&dlq), "0");
+    wait_for_committed(&output, N as usize - 3, PROCESS_TIMEOUT);
+    wait_for_committed(&dlq, 3, PROCESS_TIMEOUT);
+    wait_for_group_at_end(&pipeline.group_id, &input, PROCESS_TIMEOUT);
+    txform.terminate();
+    txform.expect_exit_code(0, EXIT_TIMEOUT);
+
+    assert_output(
+        &all_but(&produced, &[POISONS[0], POISONS[1], PANIC]),
+        &output,
+    );
+
+    let mut letters = dead_letters(&dlq);
+    assert_eq!(letters.len(), 3, "three dead-letter records: {letters:#?}");
+    letters.sort_by_key(DeadLetter::source);
+    // Sorted by source position: the panicking record (partition 0) first, then the two poisons.
+    assert_dead_letter(&letters[0], &panicking, &input, &dlq, "crash", FAULT_PLUGIN);
+    let panic_error = format!(
+        "panicked: {} (at ",
+        fault_message(&input, &panicking, &value_condition(PANIC))
+    );
+    assert!(
+        letters[0].error.starts_with(&panic_error),
+        "txform.error of the panicking record must start with {panic_error:?}: {:?}",
+        letters[0].error
+    );
+    for (letter, poison) in letters[1..].iter().zip(&poisons) {
+        assert_dead_letter(letter, poison, &input, &dlq, "fail", FAULT_PLUGIN);
+        assert_eq!(
+            letter.error,
+            fault_message(&input, poison, "listed in offsets"),
+            "txform.error"
+        );
+    }
+    for letter in &letters {
+        assert!(
+            letter.attempts > ATTEMPTS,
+            "txform.attempts = {} counts the whole-batch attempts ({ATTEMPTS}) and the failed halves",
+            letter.attempts
+        );
+    }
+    let dead_lettering = txform.log_lines("dead-lettering ");
+    assert_eq!(dead_lettering.len(), 3, "{dead_lettering:#?}");
+    for letter in &letters {
+        let source = format!(
+            "dead-lettering {}/{}@{} to {} after {} attempt(s): ",
+            input.name, letter.source_partition, letter.source_offset, dlq.name, letter.attempts
+        );
+        assert!(
+            dead_lettering.iter().any(|l| l.contains(&source)),
+            "a log line containing {source:?}: {dead_lettering:#?}"
+        );
+    }
+
+    // Both poisons were in one isolated batch; the panicking record in that one or another.
+    let isolating = txform.log_lines("isolating the failing record(s) of a batch of ");
+    let holds = |line: &String, (partition, offset): (i32, i64)| {
+        offset_spans(line, &input.name)
+            .get(&partition)
+            .is_some_and(|&(a, b)| a <= offset && offset <= b)
+    };
+    assert!(
+        isolating
+            .iter()
+            .any(|l| holds(l, (1, 50)) && holds(l, (1, 52))),
+        "one isolated batch must hold both poison records: {isolating:#?}"
+    );
+    assert!(
+        isolating
+            .iter()
+            .all(|l| holds(l, (1, 50)) || holds(l, (1, 52)) || holds(l, (0, 125))),
+        "every isolated batch holds a failing record: {isolating:#?}"
+    );
+    assert!(
+        !txform
+            .log_lines("transform `crash` panicked; re-created its instance")
+            .is_empty(),
+        "the panicking stage was re-created"
+    );
+    let totals = final_totals(&txform);
+    assert_eq!(
+        (
+            totals.records_in,
+            totals.records_out,
+            totals.retries,
+            totals.dead_lettered,
+            totals.skipped
+        ),
+        (N, N - 3, MAX_RETRIES as u64 * isolating.len() as u64, 3, 0),
+        "final totals (in, out, retries, dead_lettered, skipped): {totals:?}"
+    );
+    assert_no_error_line(&txform);
+}
+
+#[test]
+fn skip_drops_the_poison_record_and_logs_its_offset() {
+    const N: u64 = 300;
+    // Partition 0, offset 50.
+    const POISON: u64 = 150;
+    let env = TestEnv::new("skip");
+    let input = env.create_topic("in", BIG_PARTITIONS);
+    let output = env.create_topic("out", BIG_PARTITIONS);
+    let produced = produce(&input, &standard_inputs(N, BIG_PARTITIONS));
+    let poison = produced[POISON as usize].clone();
+    assert_eq!((poison.partition, poison.offset), (0, 50));
+
+    let pipeline = env
+        .pipeline(&[&input], &output)
+        .batch(1000, 100)
+        .retries(MAX_RETRIES, INITIAL_BACKOFF_MS, MAX_BACKOFF_MS)
+        .transform("guard", Plugin::fault(), fault_on_value("error", POISON));
+    let mut txform = spawn_with_policy(&env, &pipeline, &ErrorPolicy::skip(), "0");
+    wait_for_committed(&output, N as usize - 1, PROCESS_TIMEOUT);
+    wait_for_group_at_end(&pipeline.group_id, &input, PROCESS_TIMEOUT);
+    txform.terminate();
+    txform.expect_exit_code(0, EXIT_TIMEOUT);
+
+    assert_output(&all_but(&produced, &[POISON]), &output);
+    let (attempts, _) = attempts_in_line(&txform, "skipping ");
+    assert!(attempts > ATTEMPTS, "attempts {attempts}");
+    assert_line_ends_with(
+        &txform,
+        "skipping ",
+        &format!(
+            "skipping {}/0@50 after {attempts} attempt(s): transform `guard` (txform-fault 0.1.0): {}",
+            input.name,
+            fault_message(&input, &poison, &value_condition(POISON))
+        ),
+    );
+    assert_retried_then_gave_up(
+        &txform,
+        &input,
+        &fault_message(&input, &poison, &value_condition(POISON)),
+    );
+    assert!(
+        txform.log_lines("dead-letter").is_empty(),
+        "nothing is dead-lettered under skip: {:#?}",
+        txform.log_lines("dead-letter")
+    );
+    let totals = final_totals(&txform);
+    assert_eq!(
+        (
+            totals.records_in,
+            totals.records_out,
+            totals.aborts,
+            totals.retries,
+            totals.dead_lettered,
+            totals.skipped
+        ),
+        (N, N - 1, attempts as u64, MAX_RETRIES as u64, 0, 1),
+        "final totals (in, out, aborts, retries, dead_lettered, skipped): {totals:?}"
+    );
+    assert_no_error_line(&txform);
+}
+
+/// One partition; the poison is at offset 7995, among the last records of one large batch.
+const KILL_N: u64 = 8000;
+const KILL_POISON: u64 = 7995;
+
+#[test]
+fn kill_9_during_isolation_then_restart_is_exactly_once() {
+    let env = TestEnv::new("dlq-kill9");
+    let input = env.create_topic("in", 1);
+    let output = env.create_topic("out", 1);
+    let dlq = env.create_topic("dlq", 1);
+    let produced = produce(&input, &standard_inputs(KILL_N, 1));
+    let poison = produced[KILL_POISON as usize].clone();
+
+    // One large batch with the poison near its end: bisection commits the left halves first (the
+    // first one holds half the batch), and sets the poison aside last, after several transactions
+    // of thousands of records.
+    let pipeline = env
+        .pipeline(&[&input], &output)
+        .batch(KILL_N as i64, 100)
+        .retries(MAX_RETRIES, INITIAL_BACKOFF_MS, MAX_BACKOFF_MS)
+        .transform(
+            "guard",
+            Plugin::fault(),
+            fault_on_value("error", KILL_POISON),
+        );
+    let policy = ErrorPolicy::dead_letter(&dlq);
+    let mut first = spawn_with_policy(&env, &pipeline, &policy, "0");
+    first.wait_for_log("isolating the failing record(s)", PROCESS_TIMEOUT);
+    // Freeze the instance once the isolation committed a step, in the open transaction of a later one.
+    let deadline = std::time::Instant::now() + PROCESS_TIMEOUT;
+    while committed_offsets(&pipeline.group_id, &input)[0].is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the isolation committed no step; log tail:\n{}",
+            first.tail(20)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (lso, end) = pause_in_open_transaction(&mut first, &output, PROCESS_TIMEOUT);
+    assert!(
+        first.log_lines("dead-lettering ").is_empty()
+            && first.log_lines("isolation done").is_empty(),
+        "the instance must be frozen in the middle of the isolation; log tail:\n{}",
+        first.tail(20)
+    );
+    let status = first.kill9();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
+    // What the isolation committed before the kill (its committed steps), taken over by the restart.
+    let done_before = committed_offsets(&pipeline.group_id, &input)[0]
+        .expect("the isolation committed a step") as u64;
+    assert!(
+        0 < done_before && done_before <= poison.offset as u64,
+        "committed before the kill: {done_before}"
+    );
+    eprintln!(
+        "kill -9 during isolation with an open transaction (output last stable offset {lso:?}, end \
+         {end:?}); {done_before} inputs committed before"
+    );
+
+    let mut second = spawn_with_policy(&env, &pipeline, &policy, "0");
+    wait_for_committed(&output, KILL_N as usize - 1, PROCESS_TIMEOUT);
+    wait_for_committed(&dlq, 1, PROCESS_TIMEOUT);
+    wait_for_group_at_end(&pipeline.group_id, &input, PROCESS_TIMEOUT);
+    second.terminate();
+    second.expect_exit_code(0, EXIT_TIMEOUT);
+
+    // Outputs exactly once in order; the killed instance's open transaction is aborted (visible to
+    // read_uncommitted readers only, so only read_committed is compared).
+    let committed = read_topic(&output, Isolation::ReadCommitted);
+    assert_same_content(
+        &all_but(&produced, &[KILL_POISON]),
+        &committed,
+        "read_committed output",
+    );
+    let uncommitted = read_topic(&output, Isolation::ReadUncommitted);
+    assert!(
+        uncommitted.len() > committed.len(),
+        "the killed instance's open transaction had records: they must be in the log, aborted"
+    );
+    // The dead-letter record was written once, by the restarted instance, which isolated again.
+    let letters: Vec<DeadLetter> = read_topic(&dlq, Isolation::ReadCommitted)
+        .iter()
+        .map(DeadLetter::parse)
+        .collect();
+    assert_eq!(letters.len(), 1, "one dead-letter record: {letters:#?}");
+    assert_dead_letter(&letters[0], &poison, &input, &dlq, "guard", FAULT_PLUGIN);
+    assert_eq!(
+        letters[0].error,
+        fault_message(&input, &poison, &value_condition(KILL_POISON))
+    );
+    assert!(letters[0].attempts > ATTEMPTS, "{letters:#?}");
+    assert_eq!(
+        ids_of(&read_topic(&dlq, Isolation::ReadUncommitted)),
+        vec![KILL_POISON],
+        "the killed instance wrote no dead-letter record"
+    );
+    assert_eq!(second.log_lines("isolating the failing record(s)").len(), 1);
+    let (attempts, _) = attempts_in_line(&second, "dead-lettering ");
+    assert_eq!(attempts, letters[0].attempts);
+    let totals = final_totals(&second);
+    assert_eq!(
+        (
+            totals.records_in,
+            totals.records_out,
+            totals.dead_lettered,
+            totals.skipped
+        ),
+        (KILL_N - done_before, KILL_N - 1 - done_before, 1, 0),
+        "final totals of the restarted instance (in, out, dead_lettered, skipped): {totals:?}"
+    );
+    assert_no_error_line(&second);
+}
+
+#[test]
+fn stop_exits_1_with_offsets_just_before_the_failing_batch() {
+    const N: u64 = 1800;
+    // Partition 0, offset 450.
+    const POISON: u64 = 1350;
+    const MAX_RECORDS: i64 = 100;
+    let env = TestEnv::new("stop-policy");
+    let input = env.create_topic("in", BIG_PARTITIONS);
+    let output = env.create_topic("out", BIG_PARTITIONS);
+    let pipeline = env
+        .pipeline(&[&input], &output)
+        .batch(MAX_RECORDS, 100)
+        .retries(MAX_RETRIES, INITIAL_BACKOFF_MS, MAX_BACKOFF_MS)
+        .transform("guard", Plugin::fault(), fault_on_value("error", POISON));
+
+    // Partitions 1 and 2 first, all committed; then partition 0, with the poison: the failing batch
+    // is then the only thing left to consume, and its attempts follow each other.
+    let (later, first_inputs): (Vec<InputSpec>, Vec<InputSpec>) =
+        standard_inputs(N, BIG_PARTITIONS)
+            .into_iter()
+            .partition(|spec| spec.partition == 0);
+    let producer = InputProducer::new(&input);
+    let mut produced = producer.produce(&first_inputs);
+    let mut txform = spawn_with_policy(&env, &pipeline, &ErrorPolicy::stop(), "0");
+    wait_for_committed(&output, first_inputs.len(), PROCESS_TIMEOUT);
+    produced.extend(producer.produce(&later));
+    let poison = produced
+        .iter()
+        .find(|r| r.test_id() == Some(POISON))
+        .expect("the poison was produced")
+        .clone();
+    assert_eq!((poison.partition, poison.offset), (0, 450));
+    txform.expect_exit_code(1, EXIT_TIMEOUT);
+
+    let errors = txform.error_messages();
+    assert_eq!(errors.len(), 1, "one `txform:` error line: {errors:?}");
+    let spans = offset_spans(&errors[0], &input.name);
+    assert!(
+        spans.get(&0).is_some_and(|&(a, b)| a <= 450 && 450 <= b),
+        "the failing batch must hold the poison record: {}",
+        errors[0]
+    );
+    assert!(
+        spans.values().map(|(a, b)| b - a + 1).sum::<i64>() <= MAX_RECORDS,
+        "at most {MAX_RECORDS} records in the failing batch: {}",
+        errors[0]
+    );
+    let batch: Vec<String> = spans
+        .iter()
+        .map(|(p, (a, b))| format!("{}/{p} offsets {a}..={b}", input.name))
+        .collect();
+    assert_eq!(
+        errors[0],
+        format!(
+            "txform: giving up after {ATTEMPTS} failed attempts at {}: transform `guard` (txform-fault 0.1.0): {}",
+            batch.join(", "),
+            fault_message(&input, &poison, &value_condition(POISON))
+        ),
+        "the error line names the attempts, the batch, the transform, the plugin and its error"
+    );
+
+    // Offsets: just before the failing batch (partition 0 only), at the end of partitions 1 and 2;
+    // the committed output is exactly the inputs before the group's offsets, in every partition.
+    assert_eq!(
+        spans.keys().copied().collect::<Vec<_>>(),
+        [0],
+        "only partition 0 was left to consume: {}",
+        errors[0]
+    );
+    let per_partition = (N / BIG_PARTITIONS as u64) as i64;
+    assert_eq!(
+        committed_offsets(&pipeline.group_id, &input),
+        [Some(spans[&0].0), Some(per_partition), Some(per_partition)],
+        "group offsets: the failing batch's first offset in partition 0, the end elsewhere"
+    );
+    let group = committed_offsets(&pipeline.group_id, &input);
+    let before: Vec<Record> = produced
+        .iter()
+        .filter(|r| Some(r.offset) < group[r.partition as usize])
+        .cloned()
+        .collect();
+    assert_output(&before, &output);
+    let committed_in = before.len() as u64;
+    assert!(committed_in < N);
+
+    assert_retried_then_gave_up(
+        &txform,
+        &input,
+        &fault_message(&input, &poison, &value_condition(POISON)),
+    );
+    assert!(
+        txform.log_lines("isolating").is_empty(),
+        "no isolation under stop"
+    );
+    let totals_lines = txform.log_lines("totals: records in=");
+    assert_eq!(totals_lines.len(), 1, "{totals_lines:#?}");
+    let totals = parse_totals(&totals_lines[0]).expect("parsable totals");
+    let batches = committed_totals(&txform.log());
+    assert_eq!(
+        totals,
+        Totals {
+            records_in: committed_in,
+            records_out: committed_in,
+            transactions: batches.transactions,
+            aborts: ATTEMPTS as u64,
+            retries: MAX_RETRIES as u64,
+            dead_lettered: 0,
+            skipped: 0,
+        },
+        "totals logged when giving up"
+    );
+}
+
+#[test]
+fn transient_failure_is_retried_never_dead_lettered() {
+    const N: u64 = 600;
+    // Partition 1, offset 100.
+    const FLAKY: u64 = 301;
+    let env = TestEnv::new("dlq-transient");
+    let input = env.create_topic("in", BIG_PARTITIONS);
+    let output = env.create_topic("out", BIG_PARTITIONS);
+    let dlq = env.create_topic("dlq", 1);
+    let produced = produce(&input, &standard_inputs(N, BIG_PARTITIONS));
+
+    let mut fault = fault_on_value("error", FLAKY);
+    fault.insert("times".into(), 2.into());
+    let pipeline = env
+        .pipeline(&[&input], &output)
+        .batch(100, 100)
+        .retries(3, INITIAL_BACKOFF_MS, MAX_BACKOFF_MS)
+        .transform("flaky", Plugin::fault(), fault);
+    let mut txform = spawn_with_policy(&env, &pipeline, &ErrorPolicy::dead_letter(&dlq), "0");
+    wait_for_committed(&output, N as usize, PROCESS_TIMEOUT);
+    wait_for_group_at_end(&pipeline.group_id, &input, PROCESS_TIMEOUT);
+    txform.terminate();
+    txform.expect_exit_code(0, EXIT_TIMEOUT);
+
+    assert_output(&produced, &output);
+    for isolation in [Isolation::ReadCommitted, Isolation::ReadUncommitted] {
+        assert_eq!(
+            read_topic(&dlq, isolation),
+            vec![],
+            "{isolation:?} readers of the dead-letter topic see nothing"
+        );
+    }
+    let retried = txform.log_lines("aborted batch at");
+    assert_eq!(retried.len(), 2, "{retried:#?}");
+    for (i, line) in retried.iter().enumerate() {
+        assert!(
+            line.contains(&format!("(attempt {} of 4)", i + 1))
+                && line.contains(&fault_message(
+                    &input,
+                    &produced[FLAKY as usize],
+                    &value_condition(FLAKY)
+                )),
+            "retry warning {i}: {line}"
+        );
+    }
+    assert!(txform.log_lines("isolating").is_empty(), "no isolation");
+    let batches = committed_totals(&txform.log());
+    assert_eq!(
+        final_totals(&txform),
+        Totals {
+            records_in: N,
+            records_out: N,
+            transactions: batches.transactions,
+            aborts: 2,
+            retries: 2,
+            dead_lettered: 0,
+            skipped: 0,
+        },
+        "final totals"
+    );
+    assert_no_error_line(&txform);
+}
+
+#[test]
+fn rejected_record_is_dead_lettered_without_retries() {
+    const N: u64 = 300;
+    // Partition 0, offset 41.
+    const REJECTED: u64 = 123;
+    let env = TestEnv::new("dlq-reject");
+    let input = env.create_topic("in", BIG_PARTITIONS);
+    let output = env.create_topic("out", BIG_PARTITIONS);
+    let dlq = env.create_topic("dlq", 1);
+    let produced = produce(&input, &standard_inputs(N, BIG_PARTITIONS));
+    let rejected = produced[REJECTED as usize].clone();
+    assert_eq!((rejected.partition, rejected.offset), (0, 41));
+
+    let fault = table(&[
+        ("action", "reject".into()),
+        ("key_equals", "k000123".into()),
+    ]);
+    let pipeline = env
+        .pipeline(&[&input], &output)
+        .batch(1000, 100)
+        .retries(MAX_RETRIES, INITIAL_BACKOFF_MS, MAX_BACKOFF_MS)
+        .transform("vet", Plugin::fault(), fault);
+    let mut txform = spawn_with_policy(&env, &pipeline, &ErrorPolicy::dead_letter(&dlq), "0");
+    wait_for_committed(&output, N as usize - 1, PROCESS_TIMEOUT);
+    wait_for_committed(&dlq, 1, PROCESS_TIMEOUT);
+    wait_for_group_at_end(&pipeline.group_id, &input, PROCESS_TIMEOUT);
+    txform.terminate();
+    txform.expect_exit_code(0, EXIT_TIMEOUT);
+
+    assert_output(&all_but(&produced, &[REJECTED]), &output);
+    let letters = dead_letters(&dlq);
+    assert_eq!(letters.len(), 1, "one dead-letter record: {letters:#?}");
+    assert_dead_letter(&letters[0], &rejected, &input, &dlq, "vet", FAULT_PLUGIN);
+    let error = format!(
+        "rejected: {}",
+        fault_message(&input, &rejected, "key equals \"k000123\"")
+    );
+    assert_eq!(letters[0].error, error, "txform.error");
+    assert_eq!(letters[0].attempts, 1, "set aside at its first attempt");
+    assert_line_ends_with(
+        &txform,
+        "dead-lettering ",
+        &format!(
+            "dead-lettering {}/0@41 to {} after 1 attempt(s): transform `vet` (txform-fault 0.1.0): {error}",
+            input.name, dlq.name
+        ),
+    );
+    assert!(txform.log_lines("aborted batch").is_empty(), "no retry");
+    assert!(txform.log_lines("isolating").is_empty(), "no bisection");
+    let batches = committed_totals(&txform.log());
+    assert_eq!(
+        (batches.records_in, batches.records_out),
+        (N, N - 1),
+        "committed log lines"
+    );
+    assert_eq!(
+        final_totals(&txform),
+        Totals {
+            records_in: N,
+            records_out: N - 1,
+            transactions: batches.transactions,
+            aborts: 0,
+            retries: 0,
+            dead_lettered: 1,
+            skipped: 0,
+        },
+        "final totals"
+    );
+    assert_no_error_line(&txform);
+}
+
+#[test]
+fn output_kafka_refuses_is_dead_lettered_as_its_source_record() {
+    const N: u64 = 300;
+    // Partition 1, offset 33: 200 kB, twice the output topic's max.message.bytes.
+    const BIG: u64 = 100;
+    let env = TestEnv::new("dlq-refused");
+    let input = env.create_topic("in", BIG_PARTITIONS);
+    let output = env.create_topic_with("out", BIG_PARTITIONS, &[("max.message.bytes", "100000")]);
+    let dlq = env.create_topic("dlq", 1);
+    let inputs: Vec<InputSpec> = standard_inputs(N, BIG_PARTITIONS)
+        .into_iter()
+        .enumerate()
+        .map(|(id, spec)| {
+            if id as u64 == BIG {
+                spec.with_value(big_value(BIG, 200_000))
+            } else {
+                spec
+            }
+        })
+        .collect();
+    let produced = produce(&input, &inputs);
+    let big = produced[BIG as usize].clone();
+    assert_eq!((big.partition, big.offset), (1, 33));
+
+    let pipeline = env
+        .pipeline(&[&input], &output)
+        .batch(1000, 100)
+        .retries(MAX_RETRIES, INITIAL_BACKOFF_MS, MAX_BACKOFF_MS)
+        .transform(
+            "copy",
+            Plugin::passthrough(),
+            txform_tests::passthrough_config(),
+        );
+    let mut txform = spawn_with_policy(&env, &pipeline, &ErrorPolicy::dead_letter(&dlq), "0");
+    wait_for_committed(&output, N as usize - 1, PROCESS_TIMEOUT);
+    wait_for_committed(&dlq, 1, PROCESS_TIMEOUT);
+    wait_for_group_at_end(&pipeline.group_id, &input, PROCESS_TIMEOUT);
+    txform.terminate();
+    txform.expect_exit_code(0, EXIT_TIMEOUT);
+
+    // Refused outputs fail at delivery, after other outputs of the attempt were written: aborted
+    // records are expected in the log, so only read_committed readers are compared.
+    let committed = read_topic(&output, Isolation::ReadCommitted);
+    let expected = by_partition(&all_but(&produced, &[BIG]), BIG_PARTITIONS);
+    let actual = by_partition(&committed, BIG_PARTITIONS);
+    for p in 0..BIG_PARTITIONS as usize {
+        assert_same_content(
+            &expected[p],
+            &actual[p],
+            &format!("read_committed output partition {p}"),
+        );
+    }
+    let letters = dead_letters(&dlq);
+    assert_eq!(letters.len(), 1, "one dead-letter record: {letters:#?}");
+    let letter = &letters[0];
+    assert_dead_letter(letter, &big, &input, &dlq, "sink", SINK);
+    let suffix = format!("; first refused output from {}/1@33)", input.name);
+    assert!(
+        letter.error.starts_with("Kafka refused an output (")
+            && letter.error.contains("Message size too large")
+            && letter.error.ends_with(&suffix),
+        "txform.error must name Kafka's refusal and the record: {:?}",
+        letter.error
+    );
+    assert!(letter.attempts > ATTEMPTS, "{}", letter.attempts);
+    assert_retried_then_gave_up(&txform, &input, "Kafka refused an output (");
+    let totals = final_totals(&txform);
+    assert_eq!(
+        (
+            totals.records_in,
+            totals.records_out,
+            totals.retries,
+            totals.dead_lettered,
+            totals.skipped
+        ),
+        (N, N - 1, MAX_RETRIES as u64, 1, 0),
+        "final totals (in, out, retries, dead_lettered, skipped): {totals:?}"
+    );
+    assert_no_error_line(&txform);
+}
