@@ -1,0 +1,550 @@
+//! The benchmark: seed the inputs, then rounds of throughput runs and of latency runs, each round
+//! running every system in turn (order rotated per round) so that all of them share the machine's
+//! conditions; then the report.
+//!
+//! Definitions (identical for every system; docs/benchmarks.md repeats them):
+//! - visible: returned by a read_committed consumer in this process reading the output topic.
+//! - throughput: (N − N/100) / (t(N visible) − t(N/100 visible)), N the records seeded. Start-up
+//!   (JVM, group join, init_transactions) and the first transactions are outside the window; the
+//!   time to the first visible record is reported separately.
+//! - CPU per million records: the child's user + system CPU seconds (/proc/<pid>/stat) sampled at
+//!   the same two moments, divided by the records in between.
+//! - peak RSS: the child's VmHWM (/proc/<pid>/status), sampled every 20 ms until it exits.
+//! - latency: reader's clock at visibility minus the record's scheduled send time.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _};
+
+use crate::cli::Options;
+use crate::kafka::{Kafka, Reader, ReaderPlan, ReaderReport};
+use crate::machine::Machine;
+use crate::payload;
+use crate::process::Child;
+use crate::report::{self, LatencyRun, Results, ThroughputRun};
+use crate::stats::quantile;
+use crate::systems::{target_dir, Job, Launcher, System};
+
+/// How long a stopped system may take to shut down before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+/// How long a latency run waits for a system to copy its probe record (start-up included).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a latency run waits, after the load ended, for the last measured record.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Shared state of one benchmark run.
+struct Bench<'a> {
+    options: &'a Options,
+    kafka: Kafka,
+    launcher: Launcher,
+    run_id: String,
+    dir: PathBuf,
+}
+
+pub fn benchmark(cli_options: &Options) -> anyhow::Result<()> {
+    let options = cli_options.effective();
+    check(&options)?;
+    let started = Instant::now();
+    let started_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let run_id = format!("{started_unix}-{}", std::process::id());
+    let dir = options
+        .results_dir
+        .clone()
+        .unwrap_or_else(|| target_dir().join("bench-runs").join(&run_id));
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    log::info!("run {run_id}: logs and results in {}", dir.display());
+
+    let kafka = Kafka::new(&options.bootstrap);
+    kafka.check()?;
+    let launcher = Launcher::prepare(&options)?;
+    let bench = Bench {
+        options: &options,
+        kafka,
+        launcher,
+        run_id,
+        dir,
+    };
+
+    let mut inputs = Vec::new();
+    let mut seeding = Vec::new();
+    let result = bench.seed_and_run(&mut inputs, &mut seeding);
+    let names: Vec<&str> = inputs.iter().map(|(_, topic)| topic.as_str()).collect();
+    bench.kafka.delete_topics(&names);
+    let (throughput, latency) = result?;
+
+    let results = Results {
+        run_id: bench.run_id.clone(),
+        started_utc: report::utc(started_unix),
+        command: command_line(),
+        elapsed_secs: started.elapsed().as_secs_f64(),
+        machine: Machine::detect(),
+        records: options.records,
+        partitions: options.partitions,
+        sizes: options.sizes.clone(),
+        rounds: options.rounds,
+        systems: options.systems.clone(),
+        settings: bench.settings(),
+        seeding,
+        throughput,
+        latency,
+    };
+    let json = bench.dir.join("results.json");
+    std::fs::write(
+        &json,
+        serde_json::to_string_pretty(&results).context("serialize the results")?,
+    )
+    .with_context(|| format!("write {}", json.display()))?;
+    let markdown = results.markdown();
+    println!("{markdown}");
+    log::info!("results: {}", json.display());
+    if let Some(docs) = &options.write_docs {
+        if options.smoke {
+            log::warn!("--smoke: not writing {}", docs.display());
+        } else {
+            report::write_docs(docs, &options.docs_section, &markdown)?;
+            log::info!("updated {}", docs.display());
+        }
+    }
+    match results.failures() {
+        0 => Ok(()),
+        n => bail!(
+            "{n} run(s) failed; see the error column above and the logs in {}",
+            bench.dir.display()
+        ),
+    }
+}
+
+fn check(options: &Options) -> anyhow::Result<()> {
+    if options.systems.is_empty() {
+        bail!("--systems is empty");
+    }
+    if options.sizes.is_empty() {
+        bail!("--sizes is empty");
+    }
+    for &size in options.sizes.iter().chain([&options.latency_size]) {
+        if size < payload::HEADER_LEN {
+            bail!(
+                "record size {size} is below the {} bytes of the benchmark's record header",
+                payload::HEADER_LEN
+            );
+        }
+    }
+    if options.records < 100 {
+        bail!("--records must be at least 100");
+    }
+    if options.partitions < 1 || options.rounds < 1 || options.latency_rate < 1 {
+        bail!("--partitions, --rounds and --latency-rate must be at least 1");
+    }
+    Ok(())
+}
+
+/// The command line as typed (cargo's own part is not visible from here).
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.is_empty() {
+        "cargo run --release -p txform-bench".to_string()
+    } else {
+        format!("cargo run --release -p txform-bench -- {}", args.join(" "))
+    }
+}
+
+/// `items` rotated left by `by`: round r starts with a different system.
+fn rotated<T: Copy>(items: &[T], by: usize) -> Vec<T> {
+    let mut out = items.to_vec();
+    if !out.is_empty() {
+        let by = by % out.len();
+        out.rotate_left(by);
+    }
+    out
+}
+
+impl Bench<'_> {
+    fn settings(&self) -> Vec<String> {
+        let o = self.options;
+        let mut lines = self.launcher.describe();
+        lines.push(format!(
+            "Each throughput run copies the seeded input ({} partitions, no keys, values of the stated size) to a fresh output topic with fresh group / application / transactional ids; rounds: {}, systems rotated per round.",
+            o.partitions, o.rounds
+        ));
+        if !o.no_latency {
+            lines.push(format!(
+                "Latency runs: fresh input and output topics per run; the system copies one probe record first (start-up excluded), then {} s warm-up and {} s measured at {} records/s of {} B, produced by an idempotent rust-rdkafka producer with linger.ms=5; rounds: {}.",
+                o.latency_warmup_secs,
+                o.latency_secs,
+                report::thousands(o.latency_rate),
+                o.latency_size,
+                o.latency_rounds()
+            ));
+        }
+        lines
+    }
+
+    fn seed_and_run(
+        &self,
+        inputs: &mut Vec<(usize, String)>,
+        seeding: &mut Vec<String>,
+    ) -> anyhow::Result<(Vec<ThroughputRun>, Vec<LatencyRun>)> {
+        let o = self.options;
+        for &size in &o.sizes {
+            let topic = format!("txform-bench-{}-in-{size}", self.run_id);
+            self.kafka.create_topic(&topic, o.partitions)?;
+            inputs.push((size, topic.clone()));
+            let took = self
+                .kafka
+                .seed(&topic, o.partitions, o.records, size)
+                .with_context(|| format!("seed {topic}"))?;
+            let line = format!(
+                "Seeded {} records of {size} B in {:.1} s ({} records/s).",
+                report::thousands(o.records),
+                took.as_secs_f64(),
+                report::thousands((o.records as f64 / took.as_secs_f64().max(1e-9)) as u64)
+            );
+            log::info!("{line}");
+            seeding.push(line);
+        }
+
+        let mut throughput = Vec::new();
+        for round in 1..=o.rounds {
+            for (size, input) in inputs.iter() {
+                for system in rotated(&o.systems, (round - 1) as usize) {
+                    let run = self.throughput_run(round, *size, system, input);
+                    log_throughput(&run);
+                    throughput.push(run);
+                }
+            }
+        }
+
+        let mut latency = Vec::new();
+        if !o.no_latency {
+            let systems: Vec<System> = o
+                .systems
+                .iter()
+                .copied()
+                .filter(|s| s.continuous())
+                .collect();
+            for round in 1..=o.latency_rounds() {
+                for system in rotated(&systems, (round - 1) as usize) {
+                    let run = self.latency_run(round, system);
+                    log_latency(&run);
+                    latency.push(run);
+                }
+            }
+        }
+        Ok((throughput, latency))
+    }
+
+    /// A fresh id for one job, and its scratch directory.
+    fn job_dir(&self, id: &str) -> anyhow::Result<PathBuf> {
+        let dir = self.dir.join(id);
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        Ok(dir)
+    }
+
+    fn throughput_run(
+        &self,
+        round: u32,
+        size: usize,
+        system: System,
+        input: &str,
+    ) -> ThroughputRun {
+        let id = format!("txform-bench-{}-r{round}-{system}-{size}", self.run_id);
+        let output = format!("{id}-out");
+        let mut run = ThroughputRun {
+            round,
+            size,
+            system,
+            records: self.options.records,
+            error: None,
+            records_per_sec: None,
+            mb_per_sec: None,
+            cpu_per_million: None,
+            cpu_total_secs: None,
+            peak_rss_mib: None,
+            first_output_secs: None,
+            wall_secs: None,
+            exit_code: None,
+        };
+        log::info!(
+            "round {round}: {} copying {} records of {size} B",
+            system.label(),
+            report::thousands(self.options.records)
+        );
+        if let Err(error) = self.measure_throughput(&mut run, input, &output, &id) {
+            run.error = Some(format!("{error:#}"));
+        }
+        self.kafka.delete_topics(&[&output]);
+        run
+    }
+
+    fn measure_throughput(
+        &self,
+        run: &mut ThroughputRun,
+        input: &str,
+        output: &str,
+        id: &str,
+    ) -> anyhow::Result<()> {
+        let o = self.options;
+        let records = o.records;
+        let dir = self.job_dir(id)?;
+        self.kafka.create_topic(output, o.partitions)?;
+        let job = Job {
+            input,
+            output,
+            id,
+            dir: &dir,
+        };
+        let command = self.launcher.command(run.system, &job)?;
+        let mut child = Child::spawn(run.system.label(), command, &dir.join("log.txt"))?;
+        let window_start = (records / 100).max(1);
+        let reader = Reader::start(
+            &self.kafka,
+            ReaderPlan {
+                topic: output.to_string(),
+                partitions: o.partitions,
+                target: records,
+                window_start,
+                pid: Some(child.pid()),
+            },
+        )?;
+        let deadline = child.spawned_at() + Duration::from_secs(o.run_timeout_secs);
+        wait_for_reader(&reader, &child, deadline);
+        let seen = reader.count();
+        let report = reader.finish();
+        let exit = child.terminate(STOP_GRACE)?;
+        run.exit_code = Some(exit.code);
+        run.cpu_total_secs = Some(exit.cpu_seconds);
+        run.peak_rss_mib = exit.peak_rss_kib.map(|kib| kib as f64 / 1024.0);
+        let report = report?;
+        let (Some((start_at, start_cpu)), Some((done_at, done_cpu))) =
+            (report.window_start, report.done)
+        else {
+            bail!(
+                "only {seen} of {records} records visible (exit code {}, {:.0} s after start); last log lines of {}:\n{}",
+                exit.code,
+                child.spawned_at().elapsed().as_secs_f64(),
+                child.log().display(),
+                child.log_tail(15)
+            );
+        };
+        let in_window = (records - window_start) as f64;
+        let window = done_at.duration_since(start_at).as_secs_f64().max(1e-6);
+        let rate = in_window / window;
+        run.records_per_sec = Some(rate);
+        run.mb_per_sec = Some(rate * run.size as f64 / 1e6);
+        run.cpu_per_million = match (start_cpu, done_cpu) {
+            (Some(start), Some(done)) => Some((done - start) / in_window * 1e6),
+            _ => {
+                log::warn!("no CPU sample of {} in the window", run.system.label());
+                None
+            }
+        };
+        run.first_output_secs = report
+            .first_at
+            .map(|t| t.duration_since(child.spawned_at()).as_secs_f64());
+        run.wall_secs = Some(done_at.duration_since(child.spawned_at()).as_secs_f64());
+        Ok(())
+    }
+
+    fn latency_run(&self, round: u32, system: System) -> LatencyRun {
+        let o = self.options;
+        let id = format!("txform-bench-{}-lat{round}-{system}", self.run_id);
+        let input = format!("{id}-in");
+        let output = format!("{id}-out");
+        let expected = o.latency_rate * o.latency_secs;
+        let mut run = LatencyRun {
+            round,
+            size: o.latency_size,
+            system,
+            offered_rate: o.latency_rate,
+            error: None,
+            expected,
+            received: 0,
+            p50_ms: None,
+            p99_ms: None,
+            max_ms: None,
+            visible_rate: None,
+        };
+        log::info!(
+            "latency round {round}: {} at {} records/s of {} B for {} s",
+            system.label(),
+            report::thousands(o.latency_rate),
+            o.latency_size,
+            o.latency_secs
+        );
+        if let Err(error) = self.measure_latency(&mut run, &input, &output, &id) {
+            run.error = Some(format!("{error:#}"));
+        }
+        self.kafka.delete_topics(&[&input, &output]);
+        run
+    }
+
+    fn measure_latency(
+        &self,
+        run: &mut LatencyRun,
+        input: &str,
+        output: &str,
+        id: &str,
+    ) -> anyhow::Result<()> {
+        let o = self.options;
+        let dir = self.job_dir(id)?;
+        self.kafka.create_topic(input, o.partitions)?;
+        self.kafka.create_topic(output, o.partitions)?;
+        let job = Job {
+            input,
+            output,
+            id,
+            dir: &dir,
+        };
+        let command = self.launcher.command(run.system, &job)?;
+        let mut child = Child::spawn(run.system.label(), command, &dir.join("log.txt"))?;
+        let warmup = o.latency_rate * o.latency_warmup_secs;
+        let reader = Reader::start(
+            &self.kafka,
+            ReaderPlan {
+                topic: output.to_string(),
+                partitions: o.partitions,
+                target: 1 + warmup + run.expected,
+                window_start: 1,
+                pid: None,
+            },
+        )?;
+        let outcome = self.drive_latency(run, &reader, &child, input, warmup);
+        let report = reader.finish();
+        let exit = child.terminate(STOP_GRACE)?;
+        outcome?;
+        let report = report?;
+        summarize_latency(run, &report);
+        if run.received < run.expected {
+            bail!(
+                "only {} of {} measured records visible {} s after the load ended (saturated, or stalled; exit code {}); last log lines:\n{}",
+                run.received,
+                run.expected,
+                DRAIN_TIMEOUT.as_secs(),
+                exit.code,
+                child.log_tail(10)
+            );
+        }
+        Ok(())
+    }
+
+    /// Probe, paced load, drain.
+    fn drive_latency(
+        &self,
+        run: &LatencyRun,
+        reader: &Reader,
+        child: &Child,
+        input: &str,
+        warmup: u64,
+    ) -> anyhow::Result<()> {
+        let o = self.options;
+        self.kafka.probe(input)?;
+        let deadline = Instant::now() + PROBE_TIMEOUT;
+        while reader.count() < 1 {
+            if child.has_exited() {
+                bail!(
+                    "{} exited before copying the probe record; last log lines:\n{}",
+                    run.system.label(),
+                    child.log_tail(15)
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} did not copy the probe record within {} s",
+                    run.system.label(),
+                    PROBE_TIMEOUT.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kafka.paced(
+            input,
+            o.partitions,
+            o.latency_size,
+            o.latency_rate,
+            warmup,
+            run.expected,
+        )?;
+        wait_for_reader(reader, child, Instant::now() + DRAIN_TIMEOUT);
+        Ok(())
+    }
+}
+
+/// Waits until the reader has everything, the deadline passes, or the child exits (then a few
+/// seconds more, for what it committed just before exiting to become visible).
+fn wait_for_reader(reader: &Reader, child: &Child, deadline: Instant) {
+    let mut exited_at: Option<Instant> = None;
+    while !reader.is_finished() && Instant::now() < deadline {
+        if exited_at.is_none() && child.has_exited() {
+            exited_at = Some(Instant::now());
+        }
+        if exited_at.is_some_and(|t| t.elapsed() > Duration::from_secs(5)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn summarize_latency(run: &mut LatencyRun, report: &ReaderReport) {
+    let mut latencies = report.latencies_us.clone();
+    latencies.sort_unstable();
+    let to_ms = |us: u64| us as f64 / 1000.0;
+    run.received = latencies.len() as u64;
+    run.p50_ms = quantile(&latencies, 0.50).map(to_ms);
+    run.p99_ms = quantile(&latencies, 0.99).map(to_ms);
+    run.max_ms = latencies.last().copied().map(to_ms);
+    run.visible_rate = report.measured_span.and_then(|(first, last)| {
+        let secs = last.duration_since(first).as_secs_f64();
+        (secs > 0.0).then(|| run.received.saturating_sub(1) as f64 / secs)
+    });
+}
+
+fn log_throughput(run: &ThroughputRun) {
+    match (&run.error, run.records_per_sec) {
+        (None, Some(rate)) => log::info!(
+            "  {} {} B: {} records/s, {:.1} MB/s, CPU {} s per M records, peak RSS {:.0} MiB, first output after {:.1} s",
+            run.system.label(),
+            run.size,
+            report::thousands(rate.round() as u64),
+            run.mb_per_sec.unwrap_or(0.0),
+            run.cpu_per_million.map_or_else(|| "n/a".to_string(), |c| format!("{c:.1}")),
+            run.peak_rss_mib.unwrap_or(0.0),
+            run.first_output_secs.unwrap_or(0.0)
+        ),
+        _ => log::error!(
+            "  {} {} B failed: {}",
+            run.system.label(),
+            run.size,
+            run.error.as_deref().unwrap_or("no measurement")
+        ),
+    }
+}
+
+fn log_latency(run: &LatencyRun) {
+    match &run.error {
+        None => log::info!(
+            "  {}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} records",
+            run.system.label(),
+            run.p50_ms.unwrap_or(0.0),
+            run.p99_ms.unwrap_or(0.0),
+            run.max_ms.unwrap_or(0.0),
+            run.received
+        ),
+        Some(error) => log::error!("  {} latency run failed: {error}", run.system.label()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation() {
+        assert_eq!(rotated(&[1, 2, 3], 0), vec![1, 2, 3]);
+        assert_eq!(rotated(&[1, 2, 3], 1), vec![2, 3, 1]);
+        assert_eq!(rotated(&[1, 2, 3], 4), vec![2, 3, 1]);
+        assert_eq!(rotated::<i32>(&[], 2), Vec::<i32>::new());
+    }
+}

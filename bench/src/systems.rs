@@ -1,0 +1,443 @@
+//! The systems under test and how each is launched: what is built first, and the exact command
+//! line (or pipeline file) of one copy job.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context as _};
+
+use crate::cli::{key_value, Options};
+
+/// One system under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum System {
+    /// txform, `guarantee = "exactly-once"`, passthrough plugin keeping partitions.
+    TxformEos,
+    /// txform, `guarantee = "at-least-once"`.
+    TxformAlo,
+    /// Kafka Streams 4.1.1, identity mapValues, processing.guarantee=exactly_once_v2.
+    Streams,
+    /// Kafka's org.apache.kafka.tools.TransactionalMessageCopier (group mode, group metadata).
+    Copier,
+    /// The plain non-transactional rust-rdkafka copier of this crate (`txform-bench copy`).
+    Baseline,
+}
+
+impl System {
+    pub const ALL: [System; 5] = [
+        System::TxformEos,
+        System::TxformAlo,
+        System::Streams,
+        System::Copier,
+        System::Baseline,
+    ];
+
+    /// The name in tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            System::TxformEos => "txform exactly-once",
+            System::TxformAlo => "txform at-least-once",
+            System::Streams => "Kafka Streams exactly_once_v2",
+            System::Copier => "TransactionalMessageCopier",
+            System::Baseline => "plain copier (baseline)",
+        }
+    }
+
+    /// The name in topic, group and file names.
+    pub fn id(self) -> &'static str {
+        match self {
+            System::TxformEos => "txform-eos",
+            System::TxformAlo => "txform-alo",
+            System::Streams => "streams",
+            System::Copier => "copier",
+            System::Baseline => "baseline",
+        }
+    }
+
+    /// False for TransactionalMessageCopier: it copies the backlog present when its partitions are
+    /// assigned and then exits, so it cannot serve a paced latency run.
+    pub fn continuous(self) -> bool {
+        self != System::Copier
+    }
+
+    fn uses_txform(self) -> bool {
+        matches!(self, System::TxformEos | System::TxformAlo)
+    }
+
+    fn uses_java(self) -> bool {
+        matches!(self, System::Streams | System::Copier)
+    }
+}
+
+impl fmt::Display for System {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+/// One copy: input topic to a fresh output topic, with ids no earlier job used.
+pub struct Job<'a> {
+    pub input: &'a str,
+    pub output: &'a str,
+    /// Group id, application id and transactional id of the job.
+    pub id: &'a str,
+    /// Scratch directory of the job (pipeline file, Streams state).
+    pub dir: &'a Path,
+}
+
+/// Everything needed to launch the systems, resolved once per benchmark.
+pub struct Launcher {
+    bootstrap: String,
+    workspace: PathBuf,
+    txform_bin: PathBuf,
+    plugin: PathBuf,
+    self_exe: PathBuf,
+    java: String,
+    jvm_heap: String,
+    streams_classpath: String,
+    tools_classpath: String,
+    commit_interval_ms: u64,
+    txform_max_records: u64,
+    txform_consumer: Vec<(String, String)>,
+    txform_producer: Vec<(String, String)>,
+    txform_log: String,
+    /// Set when the txform binary is not this workspace's release build.
+    txform_custom: Option<PathBuf>,
+    copier_transaction_size: u64,
+}
+
+/// The workspace root (this crate is `<workspace>/bench`).
+pub fn workspace_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Cargo's target directory: `CARGO_TARGET_DIR` or `<workspace>/target`.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_dir().join("target"))
+}
+
+impl Launcher {
+    /// Builds what the selected systems need (unless `skip_build`) and resolves their paths.
+    pub fn prepare(options: &Options) -> anyhow::Result<Launcher> {
+        let workspace = workspace_dir();
+        let release = target_dir().join("release");
+        let needs = |f: fn(System) -> bool| options.systems.iter().any(|s| f(*s));
+        let txform_dir = options
+            .txform_dir
+            .clone()
+            .unwrap_or_else(|| release.clone());
+        if needs(System::uses_txform) && !options.skip_build && options.txform_dir.is_none() {
+            // Always the release build of the host and the plugin that is measured, never a stale one.
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+            run_tool(
+                Command::new(cargo).current_dir(&workspace).args([
+                    "build",
+                    "--release",
+                    "-p",
+                    "txform",
+                    "-p",
+                    "txform-passthrough",
+                ]),
+                "cargo build --release -p txform -p txform-passthrough",
+            )?;
+        }
+        let streams_dir = workspace.join("bench/streams");
+        if options.systems.contains(&System::Streams) && !options.skip_build {
+            build_streams_app(&streams_dir)?;
+        }
+        let tools_classpath = if options.systems.contains(&System::Copier) {
+            let output = Command::new(workspace.join("scripts/kafka.sh"))
+                .arg("tools-classpath")
+                .output()
+                .context("run scripts/kafka.sh tools-classpath")?;
+            if !output.status.success() {
+                bail!(
+                    "scripts/kafka.sh tools-classpath failed: {}",
+                    String::from_utf8_lossy(&output.stderr).trim()
+                );
+            }
+            String::from_utf8_lossy(&output.stdout).trim().to_string()
+        } else {
+            String::new()
+        };
+        let launcher = Launcher {
+            bootstrap: options.bootstrap.clone(),
+            txform_bin: txform_dir.join("txform"),
+            plugin: txform_dir.join("libtxform_passthrough.so"),
+            self_exe: std::env::current_exe().context("locate the txform-bench executable")?,
+            java: "java".to_string(),
+            jvm_heap: options.jvm_heap.clone(),
+            streams_classpath: format!(
+                "{}:{}",
+                streams_dir
+                    .join("target/txform-bench-streams.jar")
+                    .display(),
+                streams_dir.join("target/lib/*").display()
+            ),
+            tools_classpath,
+            commit_interval_ms: options.commit_interval_ms,
+            txform_max_records: options.txform_max_records,
+            txform_consumer: parse_properties(&options.txform_consumer)?,
+            txform_producer: parse_properties(&options.txform_producer)?,
+            txform_log: options.txform_log.clone(),
+            txform_custom: options.txform_dir.clone(),
+            copier_transaction_size: options.copier_transaction_size(),
+            workspace,
+        };
+        if needs(System::uses_txform) {
+            for file in [&launcher.txform_bin, &launcher.plugin] {
+                if !file.exists() {
+                    bail!(
+                        "{} is missing: cargo build --release -p txform -p txform-passthrough",
+                        file.display()
+                    );
+                }
+            }
+        }
+        if needs(System::uses_java) {
+            run_tool(
+                Command::new(&launcher.java).arg("-version"),
+                "java -version (JDK 17+ needed)",
+            )?;
+        }
+        Ok(launcher)
+    }
+
+    /// The command that runs `system` on `job`. Writes the job's files (txform's pipeline.toml).
+    pub fn command(&self, system: System, job: &Job<'_>) -> anyhow::Result<Command> {
+        match system {
+            System::TxformEos | System::TxformAlo => {
+                let guarantee = if system == System::TxformEos {
+                    "exactly-once"
+                } else {
+                    "at-least-once"
+                };
+                let file = job.dir.join("pipeline.toml");
+                std::fs::write(&file, self.pipeline(job, guarantee))
+                    .with_context(|| format!("write {}", file.display()))?;
+                let mut command = Command::new(&self.txform_bin);
+                command
+                    .arg("run")
+                    .arg(&file)
+                    .env("RUST_LOG", &self.txform_log);
+                Ok(command)
+            }
+            System::Streams => {
+                let mut command = Command::new(&self.java);
+                command
+                    .arg(format!("-Xmx{}", self.jvm_heap))
+                    .arg("-cp")
+                    .arg(&self.streams_classpath)
+                    .arg("txform.bench.StreamsCopy")
+                    .args([&self.bootstrap, job.input, job.output, job.id])
+                    .arg(job.dir.join("streams-state"))
+                    .arg("processing.guarantee=exactly_once_v2")
+                    .arg(format!("commit.interval.ms={}", self.commit_interval_ms));
+                Ok(command)
+            }
+            System::Copier => {
+                let mut command = Command::new(&self.java);
+                command
+                    .arg(format!("-Xmx{}", self.jvm_heap))
+                    .arg(format!(
+                        "-Dlog4j2.configurationFile={}",
+                        self.workspace
+                            .join("scripts/kafka/log4j2.properties")
+                            .display()
+                    ))
+                    .arg("-Dtxform.kafka.log.level=WARN")
+                    .arg("-cp")
+                    .arg(&self.tools_classpath)
+                    .arg("org.apache.kafka.tools.TransactionalMessageCopier")
+                    .args(["--broker-list", &self.bootstrap])
+                    .args(["--input-topic", job.input])
+                    // Required by its argument parser, ignored in group mode.
+                    .args(["--input-partition", "0"])
+                    .args(["--output-topic", job.output])
+                    .args(["--consumer-group", job.id])
+                    .args(["--transactional-id", job.id])
+                    .args([
+                        "--transaction-size",
+                        &self.copier_transaction_size.to_string(),
+                    ])
+                    .args(["--group-mode", "--use-group-metadata"]);
+                Ok(command)
+            }
+            System::Baseline => {
+                let mut command = Command::new(&self.self_exe);
+                command
+                    .arg("copy")
+                    .args(["--bootstrap", &self.bootstrap])
+                    .args(["--input", job.input])
+                    .args(["--output", job.output])
+                    .args(["--group", job.id]);
+                for (key, value) in &self.txform_consumer {
+                    command.arg("--consumer").arg(format!("{key}={value}"));
+                }
+                for (key, value) in &self.txform_producer {
+                    command.arg("--producer").arg(format!("{key}={value}"));
+                }
+                Ok(command)
+            }
+        }
+    }
+
+    /// txform's pipeline.toml for `job`.
+    fn pipeline(&self, job: &Job<'_>, guarantee: &str) -> String {
+        let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
+        let table = |properties: &[(String, String)]| -> String {
+            properties
+                .iter()
+                .map(|(k, v)| format!("{} = {}\n", quote(k), quote(v)))
+                .collect()
+        };
+        format!(
+            r#"# Written by txform-bench for one benchmark job.
+[kafka.common]
+"bootstrap.servers" = {bootstrap}
+
+[kafka.consumer]
+{consumer}
+[kafka.producer]
+{producer}
+[source]
+topics = [{input}]
+group_id = {id}
+
+[sink]
+topic = {output}
+
+[transaction]
+guarantee = {guarantee}
+id_prefix = {id}
+
+[batch]
+max_records = {max_records}
+max_wait_ms = {max_wait_ms}
+
+[log]
+stats_interval_secs = 5
+
+[[transform]]
+name = "copy"
+plugin = {plugin}
+[transform.config]
+keep_partition = true
+"#,
+            bootstrap = quote(&self.bootstrap),
+            consumer = table(&self.txform_consumer),
+            producer = table(&self.txform_producer),
+            input = quote(job.input),
+            output = quote(job.output),
+            id = quote(job.id),
+            guarantee = quote(guarantee),
+            max_records = self.txform_max_records,
+            max_wait_ms = self.commit_interval_ms,
+            plugin = quote(&self.plugin.to_string_lossy()),
+        )
+    }
+
+    /// How the systems were configured, for the report.
+    pub fn describe(&self) -> Vec<String> {
+        let props = |p: &[(String, String)]| {
+            if p.is_empty() {
+                "librdkafka defaults".to_string()
+            } else {
+                p.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        let build = match &self.txform_custom {
+            Some(dir) => format!(
+                "binary and plugin from {} (not this workspace's build)",
+                dir.display()
+            ),
+            None => "release build".to_string(),
+        };
+        vec![
+            format!(
+                "txform: {build}, passthrough plugin (keep_partition = true), batch.max_records = {}, batch.max_wait_ms = {}; consumer: {}; producer: {}",
+                self.txform_max_records,
+                self.commit_interval_ms,
+                props(&self.txform_consumer),
+                props(&self.txform_producer)
+            ),
+            format!(
+                "Kafka Streams 4.1.1: processing.guarantee=exactly_once_v2, commit.interval.ms={}, 1 stream thread, ByteArray serdes, other settings default; JVM -Xmx{}",
+                self.commit_interval_ms, self.jvm_heap
+            ),
+            format!(
+                "TransactionalMessageCopier (kafka-tools 4.1.1): --group-mode --use-group-metadata --transaction-size {} (its max.poll.records; one poll = one transaction); its producer has batch.size=512 hard-coded; JVM -Xmx{}",
+                self.copier_transaction_size, self.jvm_heap
+            ),
+            "plain copier: rust-rdkafka BaseConsumer (auto-commit) + BaseProducer (acks=all, not idempotent) with txform's consumer and producer properties above; no batching, no transform".to_string(),
+        ]
+    }
+}
+
+fn parse_properties(list: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    list.iter()
+        .map(|p| key_value(p).map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect()
+}
+
+/// `mvn package` of bench/streams when its jar is missing or older than its sources.
+fn build_streams_app(dir: &Path) -> anyhow::Result<()> {
+    let jar = dir.join("target/txform-bench-streams.jar");
+    let built = modified(&jar);
+    let sources = [
+        dir.join("pom.xml"),
+        dir.join("src/main/java/txform/bench/StreamsCopy.java"),
+        dir.join("src/main/resources/log4j2.properties"),
+    ];
+    let stale = match built {
+        None => true,
+        Some(built) => sources
+            .iter()
+            .any(|s| modified(s).is_none_or(|m| m > built)),
+    };
+    if !stale && dir.join("target/lib").is_dir() {
+        return Ok(());
+    }
+    log::info!(
+        "building the Kafka Streams app (mvn package in {})",
+        dir.display()
+    );
+    run_tool(
+        Command::new("mvn")
+            .args(["-q", "-B", "-Dstyle.color=never", "-f"])
+            .arg(dir.join("pom.xml"))
+            .arg("package"),
+        "mvn package of bench/streams",
+    )
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Runs a build tool, failing with its output.
+fn run_tool(command: &mut Command, what: &str) -> anyhow::Result<()> {
+    let output = command.output().with_context(|| format!("run {what}"))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let tail: Vec<&str> = stderr.lines().chain(stdout.lines()).collect();
+        bail!(
+            "{what} failed ({}):\n{}",
+            output.status,
+            tail[tail.len().saturating_sub(30)..].join("\n")
+        );
+    }
+    Ok(())
+}
