@@ -129,21 +129,6 @@ impl<'c> Batch<'c> {
         Ok(tpl)
     }
 
-    /// (topic, partition, first offset) of every partition in the batch.
-    pub fn starts(&self) -> Vec<(String, i32, i64)> {
-        self.spans(self.all())
-            .into_iter()
-            .map(|((topic, partition), span)| (topic.to_string(), partition, span.first))
-            .collect()
-    }
-
-    /// True if the batch holds `offset` of `topic`/`partition`.
-    pub fn covers(&self, topic: &str, partition: i32, offset: i64) -> bool {
-        self.spans(self.all())
-            .get(&(topic, partition))
-            .is_some_and(|span| (span.first..=span.last).contains(&offset))
-    }
-
     /// All indices of the batch.
     pub fn all(&self) -> Range<usize> {
         0..self.messages.len()

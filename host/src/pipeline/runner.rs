@@ -18,7 +18,7 @@ use crate::kafka::{build_consumer, build_producer, classify, Consumer, ErrorClas
 use crate::plugin::Chain;
 
 use super::attempt::{Attempt, Work};
-use super::batch::Batch;
+use super::batch::{Batch, Span};
 use super::failure::Failure;
 use super::isolate::isolate;
 use super::retry::{backoff, sleep_unless_stopped, until_done};
@@ -50,53 +50,69 @@ impl RunError {
     }
 }
 
-/// Consecutive failures of the batch that keeps failing.
+/// Consecutive failures of the records that keep failing.
 ///
-/// After an abort only the failed batch's partitions are rewound, so batches of other partitions
-/// (already fetched) may commit before the failed records come back: those commits must not reset
-/// the count, or a poison record would be retried forever. The streak is therefore tied to the
-/// start positions of the failing batch.
+/// After an abort only the failed batch's partitions are rewound, and the next batches may cut the
+/// same records differently (other partitions' records first, or only a prefix of the failed range),
+/// so commits in between must not reset the count, or a poison record would be retried forever. The
+/// streak therefore follows the failed offset ranges: commits trim them, a failure that overlaps
+/// them narrows them and counts, and the streak ends when nothing of them is left.
 #[derive(Default)]
 struct Streak {
-    /// Record failures of the batch starting at `at`: they count against `errors.max_retries`.
+    /// Record failures of the records in `failing`: they count against `errors.max_retries`.
     records: u32,
     /// When the first of them happened, for `errors.max_retry_time_ms`.
     since: Option<Instant>,
-    /// (topic, partition, first offset) of the failing batch that are not committed yet; narrowed
-    /// to the positions every failing attempt shared.
-    at: Vec<(String, i32, i64)>,
+    /// (topic, partition) -> offsets first..=last not yet committed that every failing attempt
+    /// contained.
+    failing: Vec<((String, i32), Span)>,
     /// Failures of Kafka itself: they only lengthen the backoff; reset by any commit.
     kafka: u32,
 }
 
 impl Streak {
-    /// Counts a record failure of `batch`; a batch that shares no start with the streak starts a
-    /// new one.
+    /// Counts a record failure of `batch`; a batch that overlaps nothing of the streak starts a new
+    /// one.
     fn record_failure(&mut self, batch: &Batch<'_>) -> (u32, Instant) {
-        let starts = batch.starts();
-        let common: Vec<_> = self
-            .at
+        let spans = batch.spans(batch.all());
+        let overlap: Vec<((String, i32), Span)> = self
+            .failing
             .iter()
-            .filter(|p| starts.contains(p))
-            .cloned()
+            .filter_map(|((topic, partition), old)| {
+                let new = spans.get(&(topic.as_str(), *partition))?;
+                let first = old.first.max(new.first);
+                let last = old.last.min(new.last);
+                (first <= last).then(|| ((topic.clone(), *partition), Span { first, last }))
+            })
             .collect();
-        if common.is_empty() {
+        if overlap.is_empty() {
             self.records = 0;
             self.since = None;
-            self.at = starts;
+            self.failing = spans
+                .into_iter()
+                .map(|((topic, partition), span)| ((topic.to_string(), partition), span))
+                .collect();
         } else {
-            self.at = common;
+            self.failing = overlap;
         }
         self.records += 1;
         (self.records, *self.since.get_or_insert_with(Instant::now))
     }
 
-    /// A committed batch ends the streak once it has covered every failing position.
+    /// Trims what `batch` committed off the failing ranges; the streak ends when none is left.
     fn committed(&mut self, batch: &Batch<'_>) {
         self.kafka = 0;
-        self.at
-            .retain(|(topic, partition, offset)| !batch.covers(topic, *partition, *offset));
-        if self.at.is_empty() {
+        let spans = batch.spans(batch.all());
+        self.failing.retain_mut(|((topic, partition), failing)| {
+            match spans.get(&(topic.as_str(), *partition)) {
+                Some(done) if done.first <= failing.first && done.last >= failing.first => {
+                    failing.first = done.last + 1;
+                    failing.first <= failing.last
+                }
+                _ => true,
+            }
+        });
+        if self.failing.is_empty() {
             self.records = 0;
             self.since = None;
         }
