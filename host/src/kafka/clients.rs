@@ -44,8 +44,11 @@ pub fn check_properties(pipeline: &Pipeline) -> anyhow::Result<()> {
 
 fn consumer_config(pipeline: &Pipeline) -> ClientConfig {
     let mut config = ClientConfig::new();
-    // Defaults a user may override: start from the beginning when the group has no offsets.
+    // Defaults a user may override: start from the beginning when the group has no offsets, and
+    // resume fetching a partition soon after its prefetch queue drained (librdkafka waits 1 s by
+    // default, which stalls a copier whose batches empty the queue every ~100 ms).
     config.set("auto.offset.reset", "earliest");
+    config.set("fetch.queue.backoff.ms", "10");
     apply(&mut config, &pipeline.kafka.common);
     apply(&mut config, &pipeline.kafka.consumer);
     config
@@ -63,6 +66,10 @@ fn consumer_config(pipeline: &Pipeline) -> ClientConfig {
 
 fn producer_config(pipeline: &Pipeline) -> ClientConfig {
     let mut config = ClientConfig::new();
+    // Default a user may override: right after a commit the broker answers the next transaction's
+    // first partition registration with CONCURRENT_TRANSACTIONS; librdkafka's 100 ms default retry
+    // backoff then caps a transaction rate near 10/s (the Java client retries after 20 ms).
+    config.set("retry.backoff.ms", "10");
     apply(&mut config, &pipeline.kafka.common);
     apply(&mut config, &pipeline.kafka.producer);
     config.set("enable.idempotence", "true");

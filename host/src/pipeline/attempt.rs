@@ -193,6 +193,16 @@ impl Attempt<'_, '_> {
         let started = Instant::now();
         let mut warned = started;
         loop {
+            // rust-rdkafka's flush polls in 100 ms slices that always run to their end, so any
+            // flush with a record in flight costs >= 100 ms: serve delivery reports first.
+            let slice_end = Instant::now() + FLUSH_SLICE;
+            while self.producer.in_flight_count() > 0
+                && self.producer.context().first_failure().is_none()
+                && Instant::now() < slice_end
+            {
+                self.producer.poll(Duration::ZERO);
+                std::thread::sleep(Duration::from_micros(200));
+            }
             let flushed = self.producer.flush(FLUSH_SLICE);
             if self.producer.context().first_failure().is_some() {
                 let error = flushed
