@@ -103,10 +103,10 @@ impl Profile {
     pub fn new(name: ProfileName) -> Profile {
         match name {
             ProfileName::Ci => Profile {
-                records: 20_000,
+                records: 30_000,
                 partitions: 6,
                 instances: 3,
-                max_records: 25,
+                max_records: 12,
                 max_wait_ms: 100,
                 error_probability: 0.025,
                 panic_probability: 0.025,
@@ -164,7 +164,7 @@ impl Profile {
                     records: 100_000,
                     partitions: 6,
                     instances: 3,
-                    max_records: 30,
+                    max_records: 20,
                     max_wait_ms: 100,
                     error_probability: 0.025,
                     panic_probability: 0.025,
@@ -214,7 +214,7 @@ mod tests {
     fn plans_are_consistent() {
         let ci = Profile::new(ProfileName::Ci);
         check(&ci);
-        assert_eq!(ci.records, 20_000);
+        assert_eq!(ci.records, 30_000);
         let full = Profile::new(ProfileName::Full);
         check(&full);
         assert_eq!(full.records, 100_000);
