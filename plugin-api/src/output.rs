@@ -83,6 +83,14 @@ impl Output {
         )
     }
 
+    /// Empties `self`, keeping the allocation of `records` (taken earlier with [`Output::take`]) for
+    /// the next call, so a host does not grow a fresh vector for every batch.
+    pub fn recycle(&mut self, mut records: RVec<OutRecord>) {
+        records.clear();
+        self.records = records;
+        self.rejections.clear();
+    }
+
     pub fn clear(&mut self) {
         self.records.clear();
         self.rejections.clear();

@@ -117,6 +117,7 @@ impl Attempt<'_, '_> {
         )
         .map_err(|failure| self.produce_failure(failure))?;
         done.produced = output.records.len();
+        chain.recycle(output.records);
         Ok(done)
     }
 

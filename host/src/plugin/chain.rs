@@ -24,13 +24,15 @@ struct Stage {
 /// The loaded transform chain of a pipeline.
 pub struct Chain {
     stages: Vec<Stage>,
+    /// Reused across batches (see [`Chain::recycle`]).
+    output: Output,
 }
 
 /// What the chain produced for a batch.
 #[derive(Debug, Default)]
 pub struct ChainOutput {
     /// Outputs of the last stage; `input` is the index of the source record in the batch.
-    pub records: Vec<OutRecord>,
+    pub records: RVec<OutRecord>,
     /// Source records a stage refused.
     pub rejected: Vec<Rejected>,
 }
@@ -104,7 +106,16 @@ impl Chain {
                 instance,
             });
         }
-        Ok(Chain { stages })
+        Ok(Chain {
+            stages,
+            output: Output::new(),
+        })
+    }
+
+    /// Hands the records of a [`ChainOutput`] back once produced, so their vector's allocation
+    /// serves the next batch.
+    pub fn recycle(&mut self, records: RVec<OutRecord>) {
+        self.output.recycle(records);
     }
 
     /// `name (plugin version)` of every stage, for the start-up summary.
@@ -118,12 +129,12 @@ impl Chain {
     /// Runs the chain on `batch`. On failure, a panicked stage has already been re-created.
     pub fn run(&mut self, batch: &[Record<'_>]) -> Result<ChainOutput, StageFailure> {
         let mut rejected = Vec::new();
-        let mut output = Output::new();
-        let (first, rest) = match self.stages.split_first_mut() {
+        let Chain { stages, output } = self;
+        let (first, rest) = match stages.split_first_mut() {
             Some(split) => split,
             None => return Ok(ChainOutput::default()),
         };
-        first.call(batch, &mut output)?;
+        first.call(batch, output)?;
         let (mut records, rejections) = output.take();
         collect_rejections(first, rejections.as_slice(), |i| i, &mut rejected);
 
@@ -159,7 +170,7 @@ impl Chain {
                     )
                 })
                 .collect();
-            stage.call(&views, &mut output)?;
+            stage.call(&views, output)?;
             let (mut next, rejections) = output.take();
             collect_rejections(
                 stage,
@@ -176,10 +187,7 @@ impl Chain {
             drop(headers);
             records = next;
         }
-        Ok(ChainOutput {
-            records: records.into_vec(),
-            rejected,
-        })
+        Ok(ChainOutput { records, rejected })
     }
 }
 
