@@ -60,7 +60,7 @@ echo
 echo "demo: first output records (key => value), as a read_committed reader sees them:"
 head -5 "$WORK/output.txt"
 echo "..."
-grep -E "txform running|stopping" "$WORK/txform.log" | sed 's/^/txform log: /'
+grep -E "txform starting|stopping" "$WORK/txform.log" | sed 's/^/txform log: /'
 echo
 echo "demo: seeded $ORDERS orders, $expected paid; read_committed output for $run: $seen records"
 if [ "$seen" -ne "$expected" ]; then
