@@ -160,6 +160,10 @@ pub struct Options {
     #[arg(long)]
     pub results_dir: Option<PathBuf>,
 
+    /// Measure nothing: render the tables of an earlier run's results.json (and --write-docs them).
+    #[arg(long, value_name = "RESULTS_JSON")]
+    pub render: Option<PathBuf>,
+
     /// Do not build txform, the passthrough plugin and the Kafka Streams app first.
     #[arg(long)]
     pub skip_build: bool,

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{bail, Context as _};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::machine::Machine;
 use crate::stats::median;
@@ -21,7 +21,7 @@ fn markers(section: &str) -> (String, String) {
 }
 
 /// One throughput run: one system copying one seeded input topic.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ThroughputRun {
     pub round: u32,
     pub size: usize,
@@ -47,7 +47,7 @@ pub struct ThroughputRun {
 }
 
 /// One latency run: one system copying a paced input.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LatencyRun {
     pub round: u32,
     pub size: usize,
@@ -65,7 +65,7 @@ pub struct LatencyRun {
 }
 
 /// Everything one benchmark run measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Results {
     pub run_id: String,
     pub started_utc: String,
@@ -263,16 +263,17 @@ impl Results {
                     self.median_of(size, System::Streams, metric),
                 )
             };
+            // Three decimals: a verdict must not contradict its rounded figure (1.496 is "no").
             row(
                 format!("txform exactly-once throughput >= 1.5x Kafka Streams, {size} B"),
                 eos(|r| r.records_per_sec),
-                &|v| format!("{v:.2}x"),
+                &|v| format!("{v:.3}x"),
                 &|v| v >= 1.5,
             );
             row(
                 format!("txform exactly-once CPU per record <= 1/3 of Kafka Streams', {size} B"),
                 eos(|r| r.cpu_per_million),
-                &|v| format!("{v:.2}x"),
+                &|v| format!("{v:.3}x"),
                 &|v| v <= 1.0 / 3.0,
             );
             row(

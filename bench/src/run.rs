@@ -43,6 +43,9 @@ struct Bench<'a> {
 }
 
 pub fn benchmark(cli_options: &Options) -> anyhow::Result<()> {
+    if let Some(path) = &cli_options.render {
+        return render(path, cli_options);
+    }
     let options = cli_options.effective();
     check(&options)?;
     let started = Instant::now();
@@ -117,6 +120,20 @@ pub fn benchmark(cli_options: &Options) -> anyhow::Result<()> {
     }
 }
 
+/// Re-renders an earlier run's results (after a change to the report's layout).
+fn render(path: &std::path::Path, options: &Options) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    let results: Results =
+        serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))?;
+    let markdown = results.markdown();
+    println!("{markdown}");
+    if let Some(docs) = &options.write_docs {
+        report::write_docs(docs, &options.docs_section, &markdown)?;
+        log::info!("updated {}", docs.display());
+    }
+    Ok(())
+}
+
 fn check(options: &Options) -> anyhow::Result<()> {
     if options.systems.is_empty() {
         bail!("--systems is empty");
@@ -164,7 +181,7 @@ fn rotated<T: Copy>(items: &[T], by: usize) -> Vec<T> {
 impl Bench<'_> {
     fn settings(&self) -> Vec<String> {
         let o = self.options;
-        let mut lines = self.launcher.describe();
+        let mut lines = self.launcher.describe(&o.systems);
         lines.push(format!(
             "Each throughput run copies the seeded input ({} partitions, no keys, values of the stated size) to a fresh output topic with fresh group / application / transactional ids; rounds: {}, systems rotated per round.",
             o.partitions, o.rounds

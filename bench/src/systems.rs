@@ -11,7 +11,9 @@ use anyhow::{bail, Context as _};
 use crate::cli::{key_value, Options};
 
 /// One system under test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum System {
     /// txform, `guarantee = "exactly-once"`, passthrough plugin keeping partitions.
@@ -345,8 +347,8 @@ keep_partition = true
         )
     }
 
-    /// How the systems were configured, for the report.
-    pub fn describe(&self) -> Vec<String> {
+    /// How the `systems` of a run were configured, for the report.
+    pub fn describe(&self, systems: &[System]) -> Vec<String> {
         let props = |p: &[(String, String)]| {
             if p.is_empty() {
                 "librdkafka defaults".to_string()
@@ -364,24 +366,36 @@ keep_partition = true
             ),
             None => "release build".to_string(),
         };
-        vec![
-            format!(
+        let mut lines = Vec::new();
+        if systems.iter().any(|s| s.uses_txform()) {
+            lines.push(format!(
                 "txform: {build}, passthrough plugin (keep_partition = true), batch.max_records = {}, batch.max_wait_ms = {}; consumer: {}; producer: {}",
                 self.txform_max_records,
                 self.commit_interval_ms,
                 props(&self.txform_consumer),
                 props(&self.txform_producer)
-            ),
-            format!(
+            ));
+        }
+        if systems.contains(&System::Streams) {
+            lines.push(format!(
                 "Kafka Streams 4.1.1: processing.guarantee=exactly_once_v2, commit.interval.ms={}, 1 stream thread, ByteArray serdes, other settings default; JVM -Xmx{}",
                 self.commit_interval_ms, self.jvm_heap
-            ),
-            format!(
+            ));
+        }
+        if systems.contains(&System::Copier) {
+            lines.push(format!(
                 "TransactionalMessageCopier (kafka-tools 4.1.1): --group-mode --use-group-metadata --transaction-size {} (its max.poll.records; one poll = one transaction); its producer has batch.size=512 hard-coded; JVM -Xmx{}",
                 self.copier_transaction_size, self.jvm_heap
-            ),
-            "plain copier: rust-rdkafka BaseConsumer (auto-commit) + BaseProducer (acks=all, not idempotent) with txform's consumer and producer properties above; no batching, no transform".to_string(),
-        ]
+            ));
+        }
+        if systems.contains(&System::Baseline) {
+            lines.push(format!(
+                "plain copier: rust-rdkafka BaseConsumer (auto-commit) + BaseProducer (acks=all, not idempotent); consumer: {}; producer: {} (txform's); no batching, no transform",
+                props(&self.txform_consumer),
+                props(&self.txform_producer)
+            ));
+        }
+        lines
     }
 }
 
