@@ -36,7 +36,7 @@ pub fn classify(error: &KafkaError) -> ErrorClass {
     }
 }
 
-/// "topic/partition@offset, ..." for log lines.
+/// "topic/partition, ..." for log lines.
 pub fn describe_partitions(tpl: &TopicPartitionList) -> String {
     let parts: Vec<String> = tpl
         .elements()

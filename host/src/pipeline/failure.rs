@@ -50,6 +50,15 @@ impl std::fmt::Display for Cause {
     }
 }
 
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Records { cause, .. } => cause.fmt(f),
+            Failure::Kafka(message) | Failure::Fatal(message) => f.write_str(message),
+        }
+    }
+}
+
 impl From<StageFailure> for Failure {
     fn from(failure: StageFailure) -> Self {
         Failure::Records {

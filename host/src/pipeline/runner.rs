@@ -14,7 +14,9 @@ use rdkafka::consumer::Consumer as _;
 use rdkafka::producer::Producer as _;
 
 use crate::config::{FailureAction, Guarantee, Pipeline};
-use crate::kafka::{build_consumer, build_producer, classify, Consumer, ErrorClass, Producer};
+use crate::kafka::{
+    build_consumer, build_producer, classify, Consumer, ErrorClass, Producer, Trouble,
+};
 use crate::plugin::Chain;
 
 use super::attempt::{Attempt, Work};
@@ -258,15 +260,13 @@ fn copy(
                             Some(index) => format!("{cause} (record {})", batch.source_of(index)),
                             None => cause.to_string(),
                         })),
-                        FailureAction::DeadLetter { .. } | FailureAction::Skip => {
-                            let attempts = streak.records;
-                            isolate(&attempt, chain, cause, source, attempts, stats).map_err(
-                                |failure| match failure {
-                                    Failure::Fatal(message) => Retry::Fatal(message),
-                                    other => Retry::KafkaAfterPartialCommit(format!("{other:?}")),
-                                },
-                            )
-                        }
+                        FailureAction::DeadLetter { .. } | FailureAction::Skip => isolate(
+                            &attempt, chain, cause, source, failures, stats,
+                        )
+                        .map_err(|failure| match failure {
+                            Failure::Fatal(message) => Retry::Fatal(message),
+                            other => Retry::KafkaAfterPartialCommit(other.to_string()),
+                        }),
                     }
                 }
                 Err(Failure::Kafka(message)) => {
@@ -310,13 +310,11 @@ fn copy(
             }
             Err(Retry::Kafka(message)) => {
                 batch.rewind_from(0);
-                consumer.context().trouble.mark();
-                kafka_delay(&mut streak, policy, &message)
+                kafka_delay(&mut streak, policy, &consumer.context().trouble, &message)
             }
             // Isolation already rewound what it had not committed.
             Err(Retry::KafkaAfterPartialCommit(message)) => {
-                consumer.context().trouble.mark();
-                kafka_delay(&mut streak, policy, &message)
+                kafka_delay(&mut streak, policy, &consumer.context().trouble, &message)
             }
         };
         drop(batch);
@@ -336,11 +334,14 @@ enum Retry {
     Fatal(String),
 }
 
+/// Records a Kafka failure (as trouble, see `kafka::Trouble`) and returns the backoff before the retry.
 fn kafka_delay(
     streak: &mut Streak,
     policy: &crate::config::ErrorPolicy,
+    trouble: &Trouble,
     message: &str,
 ) -> Duration {
+    trouble.mark();
     streak.kafka += 1;
     let delay = backoff(streak.kafka, policy.initial_backoff, policy.max_backoff);
     log::warn!("Kafka failure, batch aborted and rewound: {message}; retrying in {delay:.0?}");
