@@ -6,29 +6,50 @@
 use anyhow::Context as _;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::BaseConsumer;
-use rdkafka::producer::BaseProducer;
+use rdkafka::producer::ThreadedProducer;
 
 use crate::config::{Guarantee, Pipeline};
 
 use super::delivery::DeliveryTracker;
+use super::incarnation::Incarnation;
 use super::rebalance::RebalanceTracker;
 
 pub type Consumer = BaseConsumer<RebalanceTracker>;
-pub type Producer = BaseProducer<DeliveryTracker>;
+/// Threaded: its own thread serves delivery reports, so the pipeline never polls the producer and
+/// blocking transactional calls (which wait for reports) can use librdkafka's recommended
+/// infinite time-out.
+pub type Producer = ThreadedProducer<DeliveryTracker>;
 
-/// A group member that reads only committed data and never commits on its own.
-pub fn build_consumer(pipeline: &Pipeline) -> anyhow::Result<Consumer> {
+/// A group member that reads only committed data and never commits on its own. Its `client.id`
+/// names this process's incarnation, which the group reports to whoever it fences.
+pub fn build_consumer(pipeline: &Pipeline, me: Incarnation) -> anyhow::Result<Consumer> {
     consumer_config(pipeline)
+        .set("client.id", me.client_id(&pipeline.transactional_id()))
         .create_with_context(RebalanceTracker::default())
         .context("cannot create the Kafka consumer")
 }
 
 /// A transactional producer whose id is stable per instance, so a restarted instance fences its dead
 /// predecessor (and aborts its open transaction) at `init_transactions`.
-pub fn build_producer(pipeline: &Pipeline) -> anyhow::Result<Producer> {
+pub fn build_producer(pipeline: &Pipeline, me: Incarnation) -> anyhow::Result<Producer> {
     producer_config(pipeline)
+        .set("client.id", me.client_id(&pipeline.transactional_id()))
         .create_with_context(DeliveryTracker::default())
         .context("cannot create the Kafka producer")
+}
+
+/// A client that only asks the cluster questions (who is in the group): it never subscribes, so it
+/// never joins the group, and it works when the pipeline's own clients are fenced.
+pub fn build_observer(pipeline: &Pipeline) -> anyhow::Result<BaseConsumer<RebalanceTracker>> {
+    let mut config = consumer_config(pipeline);
+    config.remove("group.instance.id");
+    config
+        .set(
+            "client.id",
+            format!("{}:observer", pipeline.transactional_id()),
+        )
+        .create_with_context(RebalanceTracker::default())
+        .context("cannot create the Kafka client that describes the group")
 }
 
 /// Checks every librdkafka property of both clients without creating them (no broker needed).

@@ -10,23 +10,57 @@ pub enum ErrorClass {
     Retriable,
     /// The transaction must be aborted; the instance can go on.
     Abortable,
-    /// The producer is unusable (e.g. fenced by a newer instance): the instance must stop.
+    /// Kafka fenced this instance's producer epoch or static group membership: either a newer
+    /// process with the same id took over, or the broker expired this process's own transaction or
+    /// session. The consumer group tells which (see `membership`).
+    Fenced,
+    /// The client is unusable for another reason (e.g. not authorised): the instance must stop.
     Fatal,
+}
+
+/// Error codes by which Kafka says that another holder of this instance's identity may exist.
+pub fn is_fencing(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::Fenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+            | RDKafkaErrorCode::FencedInstanceId
+    )
+}
+
+/// A hint for the operator when a fatal error has a usual cause.
+pub fn fatal_hint(code: RDKafkaErrorCode) -> &'static str {
+    match code {
+        RDKafkaErrorCode::TransactionalIdAuthorizationFailed => {
+            " (not authorised: the principal needs Write and Describe on the TransactionalId)"
+        }
+        RDKafkaErrorCode::ClusterAuthorizationFailed => {
+            " (not authorised: idempotent producing needs IdempotentWrite on the cluster with old brokers)"
+        }
+        RDKafkaErrorCode::GroupAuthorizationFailed => {
+            " (not authorised: the principal needs Read on the consumer group)"
+        }
+        RDKafkaErrorCode::TopicAuthorizationFailed => {
+            " (not authorised: the principal needs Read on the source topics and Write on the sink)"
+        }
+        _ => "",
+    }
 }
 
 /// Classifies an error returned by a transactional call, a send or a consumer poll.
 pub fn classify(error: &KafkaError) -> ErrorClass {
     match error {
+        KafkaError::Transaction(e) if e.is_fatal() && is_fencing(e.code()) => ErrorClass::Fenced,
         KafkaError::Transaction(e) if e.is_fatal() => ErrorClass::Fatal,
         KafkaError::Transaction(e) if e.txn_requires_abort() => ErrorClass::Abortable,
         KafkaError::Transaction(e) if e.is_retriable() => ErrorClass::Retriable,
         KafkaError::Transaction(_) => ErrorClass::Abortable,
+        KafkaError::MessageConsumptionFatal(code) if is_fencing(*code) => ErrorClass::Fenced,
         KafkaError::MessageConsumptionFatal(_) => ErrorClass::Fatal,
         other => match other.rdkafka_error_code() {
+            Some(code) if is_fencing(code) => ErrorClass::Fenced,
             Some(RDKafkaErrorCode::Fatal)
-            | Some(RDKafkaErrorCode::ProducerFenced)
-            | Some(RDKafkaErrorCode::InvalidProducerEpoch)
-            | Some(RDKafkaErrorCode::FencedInstanceId)
             | Some(RDKafkaErrorCode::TransactionalIdAuthorizationFailed) => ErrorClass::Fatal,
             Some(RDKafkaErrorCode::OperationTimedOut)
             | Some(RDKafkaErrorCode::RequestTimedOut)
@@ -47,5 +81,23 @@ pub fn describe_partitions(tpl: &TopicPartitionList) -> String {
         "none".to_string()
     } else {
         parts.join(", ")
+    }
+}
+
+/// Refines `class` for a generic fatal error (`ERR__FATAL`) with the client's underlying fatal error,
+/// which says whether it was a fence.
+pub fn refine<C: rdkafka::ClientContext>(
+    class: ErrorClass,
+    client: &rdkafka::client::Client<C>,
+) -> (ErrorClass, Option<String>) {
+    match (class, client.fatal_error()) {
+        (ErrorClass::Fatal, Some((code, reason))) if is_fencing(code) => {
+            (ErrorClass::Fenced, Some(reason))
+        }
+        (ErrorClass::Fatal, Some((code, reason))) => (
+            ErrorClass::Fatal,
+            Some(format!("{reason}{}", fatal_hint(code))),
+        ),
+        (class, _) => (class, None),
     }
 }

@@ -2,13 +2,17 @@
 //!
 //! This is the only part of the host (with `pipeline`) that knows rdkafka; `plugin` never sees it.
 
+mod client_log;
 mod clients;
 mod delivery;
 mod errors;
+mod incarnation;
+pub mod membership;
 mod rebalance;
-mod trouble;
 
-pub use clients::{build_consumer, build_producer, check_properties, Consumer, Producer};
-pub use delivery::{is_record_refusal, DeliveryTracker};
-pub use errors::{classify, ErrorClass};
-pub use trouble::Trouble;
+pub use clients::{
+    build_consumer, build_observer, build_producer, check_properties, Consumer, Producer,
+};
+pub use delivery::{is_record_refusal, Deliveries, DeliveryTracker};
+pub use errors::{classify, fatal_hint, refine, ErrorClass};
+pub use incarnation::Incarnation;

@@ -13,7 +13,7 @@ use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::ClientContext;
 
-use super::trouble::Trouble;
+use super::client_log::ClientLog;
 
 use super::errors::describe_partitions;
 
@@ -23,8 +23,8 @@ use super::errors::describe_partitions;
 pub struct RebalanceTracker {
     events: AtomicU64,
     revoked: Mutex<HashSet<(String, i32)>>,
-    /// Kafka trouble this consumer saw (see [`Trouble`]).
-    pub trouble: Trouble,
+    /// librdkafka's errors and logs, rate-limited.
+    log: ClientLog,
 }
 
 impl RebalanceTracker {
@@ -45,11 +45,11 @@ impl RebalanceTracker {
 
 impl ClientContext for RebalanceTracker {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        self.trouble.on_log(level, facility, message);
+        self.log.log(level, facility, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        self.trouble.on_error(error, reason);
+        self.log.error(error, reason);
     }
 }
 

@@ -12,7 +12,7 @@ use rdkafka::producer::Producer as _;
 use txform_plugin_api::Record;
 
 use crate::config::{FailureAction, Guarantee, Pipeline};
-use crate::kafka::{classify, is_record_refusal, Consumer, ErrorClass, Producer};
+use crate::kafka::{is_record_refusal, Consumer, Deliveries, Producer};
 use crate::plugin::Chain;
 
 use super::batch::Batch;
@@ -20,8 +20,8 @@ use super::failure::{Cause, Failure};
 use super::retry::until_done;
 use super::sink::{produce_dead_letter, produce_outputs, ProduceFailure};
 
-/// How long one flush call waits before the delivery reports are checked again.
-const FLUSH_SLICE: Duration = Duration::from_millis(500);
+/// How often outputs that are still not delivered are reported.
+const FLUSH_REPORT_EVERY: Duration = Duration::from_secs(30);
 
 /// Everything an attempt needs; `records` are the zero-copy views of the whole batch.
 pub struct Attempt<'a, 'c> {
@@ -63,20 +63,39 @@ impl Attempt<'_, '_> {
         if transactional {
             self.producer
                 .begin_transaction()
-                .map_err(|e| Failure::kafka(self.pipeline, "begin_transaction", e))?;
+                .map_err(|e| Failure::kafka("begin_transaction", e))?;
         }
         let result = self
             .body(chain, range.clone(), work)
             .and_then(|done| self.commit(range, transactional).map(|()| done));
         match result {
-            Err(failure @ (Failure::Records { .. } | Failure::Kafka(_))) if transactional => {
-                until_done("abort_transaction", self.producer, |t| {
-                    self.producer.abort_transaction(t)
-                })
-                .map_err(|e| Failure::Fatal(format!("abort_transaction: {e}")))?;
-                Err(failure)
-            }
+            Err(failure) if transactional => Err(self.abort(failure)),
             other => other,
+        }
+    }
+
+    /// Aborts the open transaction after `failure`, so read_committed readers are never held back
+    /// by it until `transaction.timeout.ms`, whatever the failure (a fatal one raised by the host
+    /// included). A fenced or fatal producer cannot abort: the broker (or the successor's
+    /// `init_transactions`) does, and the original failure is what counts.
+    fn abort(&self, failure: Failure) -> Failure {
+        let aborted = until_done("abort_transaction", |t| self.producer.abort_transaction(t));
+        match (aborted, failure) {
+            (Ok(()), failure) => failure,
+            (Err(e), failure @ (Failure::Fenced(_) | Failure::Fatal(_))) => {
+                log::debug!("abort_transaction after `{failure}`: {e}");
+                failure
+            }
+            (Err(e), failure) => {
+                match Failure::kafka("abort_transaction", e) {
+                    // Cannot abort on a live producer: the transaction state is unknown, so the
+                    // clients are rebuilt (a new producer's init_transactions aborts it).
+                    Failure::Kafka(message) => Failure::Fenced(format!(
+                        "{message} (after `{failure}`); rebuilding the clients"
+                    )),
+                    other => other,
+                }
+            }
         }
     }
 
@@ -164,24 +183,24 @@ impl Attempt<'_, '_> {
         let offsets = self
             .batch
             .next_offsets(range)
-            .map_err(|e| Failure::kafka(self.pipeline, "offsets", e))?;
+            .map_err(|e| Failure::kafka("offsets", e))?;
         self.flush()?;
         if !transactional {
             return self
                 .consumer
                 .commit(&offsets, CommitMode::Sync)
-                .map_err(|e| Failure::kafka(self.pipeline, "commit offsets", e));
+                .map_err(|e| Failure::kafka("commit offsets", e));
         }
         let metadata = self
             .consumer
             .group_metadata()
             .ok_or_else(|| Failure::Kafka("the consumer has no group metadata yet".into()))?;
-        until_done("send_offsets_to_transaction", self.producer, |t| {
+        until_done("send_offsets_to_transaction", |t| {
             self.producer
                 .send_offsets_to_transaction(&offsets, &metadata, t)
         })
-        .map_err(|e| Failure::kafka(self.pipeline, "send_offsets_to_transaction", e))?;
-        until_done("commit_transaction", self.producer, |t| {
+        .map_err(|e| Failure::kafka("send_offsets_to_transaction", e))?;
+        until_done("commit_transaction", |t| {
             self.producer.commit_transaction(t)
         })
         .map_err(|e| self.delivery_failure("commit_transaction", e))
@@ -189,40 +208,22 @@ impl Attempt<'_, '_> {
 
     /// Waits until every output is delivered, for as long as it takes, but gives up as soon as one
     /// delivery fails: after a failed delivery librdkafka stops sending the transaction's remaining
-    /// messages, so a plain flush would wait forever.
+    /// messages, so a plain flush would wait forever. Reports arrive on the producer's thread; this
+    /// waits on them without polling.
     fn flush(&self) -> Result<(), Failure> {
         let started = Instant::now();
-        let mut warned = started;
         loop {
-            // rust-rdkafka's flush polls in 100 ms slices that always run to their end, so any
-            // flush with a record in flight costs >= 100 ms: serve delivery reports first.
-            let slice_end = Instant::now() + FLUSH_SLICE;
-            while self.producer.in_flight_count() > 0
-                && self.producer.context().first_failure().is_none()
-                && Instant::now() < slice_end
-            {
-                self.producer.poll(Duration::ZERO);
-                std::thread::sleep(Duration::from_micros(200));
-            }
-            let flushed = self.producer.flush(FLUSH_SLICE);
-            if self.producer.context().first_failure().is_some() {
-                let error = flushed
-                    .err()
-                    .unwrap_or(KafkaError::Flush(RDKafkaErrorCode::Fail));
-                return Err(self.delivery_failure("flush", error));
-            }
-            match flushed {
-                Ok(()) => return Ok(()),
-                Err(error) if classify(&error) == ErrorClass::Retriable => {
-                    if warned.elapsed() >= Duration::from_secs(30) {
-                        warned = Instant::now();
-                        log::warn!(
-                            "outputs not delivered after {:.0?}, still waiting: {error}",
-                            started.elapsed()
-                        );
-                    }
+            match self.producer.context().wait(FLUSH_REPORT_EVERY) {
+                Deliveries::Done => return Ok(()),
+                Deliveries::Failed => {
+                    return Err(
+                        self.delivery_failure("flush", KafkaError::Flush(RDKafkaErrorCode::Fail))
+                    )
                 }
-                Err(error) => return Err(self.delivery_failure("flush", error)),
+                Deliveries::Pending(n) => log::warn!(
+                    "{n} output(s) not delivered after {:.0?}, still waiting",
+                    started.elapsed()
+                ),
             }
         }
     }
@@ -240,8 +241,8 @@ impl Attempt<'_, '_> {
                 )),
                 source: None,
             },
-            (None, Some((_, delivery))) => Failure::kafka(self.pipeline, call, delivery),
-            (None, None) => Failure::kafka(self.pipeline, call, error),
+            (None, Some((_, delivery))) => Failure::kafka(call, delivery),
+            (None, None) => Failure::kafka(call, error),
         }
     }
 
@@ -252,7 +253,7 @@ impl Attempt<'_, '_> {
                 cause: Cause::sink(&failure),
             }
         } else {
-            Failure::kafka(self.pipeline, "produce", failure.error)
+            Failure::kafka("produce", failure.error)
         }
     }
 }

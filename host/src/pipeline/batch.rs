@@ -21,14 +21,39 @@ const IDLE_POLL: Duration = Duration::from_millis(100);
 /// Seeking is local to the client; this only bounds waiting for its internal lock.
 const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Seeks each partition to its offset; a partition lost in the meantime restarts from its committed
-/// offset anyway, so a failed seek is only logged.
-fn seek(consumer: &Consumer, targets: BTreeMap<(&str, i32), i64>) {
+/// Seeks each partition to its offset. A seek that fails for a partition this consumer still owns
+/// is an error: the next commit could otherwise pass over records that were never copied. A
+/// partition lost in the meantime restarts from its committed offset anyway.
+fn seek(consumer: &Consumer, targets: BTreeMap<(&str, i32), i64>) -> Result<(), String> {
     for ((topic, partition), offset) in targets {
         if let Err(error) = consumer.seek(topic, partition, Offset::Offset(offset), SEEK_TIMEOUT) {
-            log::debug!("seek {topic}/{partition} to {offset}: {error}");
+            let owned = consumer.assignment().map(|tpl| {
+                tpl.elements()
+                    .iter()
+                    .any(|e| e.topic() == topic && e.partition() == partition)
+            });
+            match owned {
+                Ok(false) => {
+                    log::debug!("seek {topic}/{partition} to {offset} (not owned): {error}")
+                }
+                _ => {
+                    return Err(format!(
+                        "cannot rewind {topic}/{partition} to offset {offset}: {error}"
+                    ))
+                }
+            }
         }
     }
+    Ok(())
+}
+
+/// Why a batch could not be collected.
+#[derive(Debug)]
+pub enum CollectError {
+    /// The consumer reported a fenced or fatal state.
+    Consumer(ErrorClass, KafkaError),
+    /// A partition still owned could not be rewound after a rebalance.
+    Rewind(String),
 }
 
 /// The messages of one transaction, in fetch order.
@@ -53,7 +78,7 @@ impl<'c> Batch<'c> {
         max_records: usize,
         max_wait: Duration,
         stop: &AtomicBool,
-    ) -> Result<Batch<'c>, KafkaError> {
+    ) -> Result<Batch<'c>, CollectError> {
         let mut messages: Vec<BorrowedMessage<'c>> = Vec::with_capacity(max_records.min(10_000));
         let mut deadline: Option<Instant> = None;
         let mut rebalances = consumer.context().events();
@@ -76,7 +101,9 @@ impl<'c> Batch<'c> {
                     Some(Ok(message)) => Some(message),
                     _ => None,
                 };
-                dropped.rewind_after_rebalance(fresh);
+                dropped
+                    .rewind_after_rebalance(fresh)
+                    .map_err(CollectError::Rewind)?;
                 deadline = None;
                 continue;
             }
@@ -88,12 +115,16 @@ impl<'c> Batch<'c> {
                     deadline.get_or_insert_with(|| Instant::now() + max_wait);
                     messages.push(message);
                 }
-                Some(Err(error)) if classify(&error) == ErrorClass::Fatal => return Err(error),
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
-                Some(Err(error)) => {
-                    consumer.context().trouble.mark();
-                    log::warn!("consumer: {error}");
-                }
+                Some(Err(error)) => match classify(&error) {
+                    class @ (ErrorClass::Fenced | ErrorClass::Fatal) => {
+                        return Err(CollectError::Consumer(class, error))
+                    }
+                    // librdkafka retries on its own; its error callback already logged it.
+                    ErrorClass::Abortable | ErrorClass::Retriable => {
+                        log::debug!("consumer: {error}")
+                    }
+                },
             }
         }
         Ok(Batch { consumer, messages })
@@ -156,20 +187,20 @@ impl<'c> Batch<'c> {
 
     /// Seeks every partition of the records from `start` on back to its first offset there, so the
     /// next poll fetches them again. Used after an aborted transaction.
-    pub fn rewind_from(&self, start: usize) {
+    pub fn rewind_from(&self, start: usize) -> Result<(), String> {
         let targets = self
             .spans(start..self.messages.len())
             .into_iter()
             .map(|(partition, span)| (partition, span.first))
             .collect();
-        seek(self.consumer, targets);
+        seek(self.consumer, targets)
     }
 
     /// Drops the batch after a rebalance seen by the poll that returned `fresh`. Partitions still
     /// owned are sought back to the first dropped record. Revoked ones restart from their committed
     /// offset if they come back (not from what we held: another member may have committed past it),
     /// except that `fresh`, fetched after the callback, already moved its partition past itself.
-    fn rewind_after_rebalance(&self, fresh: Option<&BorrowedMessage<'_>>) {
+    fn rewind_after_rebalance(&self, fresh: Option<&BorrowedMessage<'_>>) -> Result<(), String> {
         let revoked = self.consumer.context().take_revoked();
         let mut targets: BTreeMap<(&str, i32), i64> = self
             .spans(self.all())
@@ -183,7 +214,7 @@ impl<'c> Batch<'c> {
                 .and_modify(|first| *first = (*first).min(m.offset()))
                 .or_insert(m.offset());
         }
-        seek(self.consumer, targets);
+        seek(self.consumer, targets)
     }
 
     /// Calls `f` with zero-copy record views of the batch.

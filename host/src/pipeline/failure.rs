@@ -2,8 +2,9 @@
 
 use rdkafka::error::KafkaError;
 
-use crate::config::Pipeline;
-use crate::kafka::{classify, ErrorClass};
+use rdkafka::error::RDKafkaErrorCode;
+
+use crate::kafka::{classify, fatal_hint, ErrorClass};
 use crate::plugin::StageFailure;
 
 /// Why an attempt failed. The distinction drives the error policy: only `Records` failures count
@@ -15,7 +16,10 @@ pub enum Failure {
     Records { cause: Cause, source: Option<usize> },
     /// Kafka itself (broker unreachable, rebalance, time-out): retried without bound.
     Kafka(String),
-    /// The instance cannot go on (e.g. fenced by a newer instance with the same transactional id).
+    /// Kafka fenced this instance (producer epoch or static membership): the consumer group decides
+    /// whether it rejoins or steps down for a newer process with the same id (see `kafka::membership`).
+    Fenced(String),
+    /// The instance cannot go on (e.g. not authorised, or the dead-letter topic refuses records).
     Fatal(String),
 }
 
@@ -54,7 +58,9 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Records { cause, .. } => cause.fmt(f),
-            Failure::Kafka(message) | Failure::Fatal(message) => f.write_str(message),
+            Failure::Kafka(message) | Failure::Fenced(message) | Failure::Fatal(message) => {
+                f.write_str(message)
+            }
         }
     }
 }
@@ -75,12 +81,18 @@ impl From<StageFailure> for Failure {
 
 impl Failure {
     /// Classifies a Kafka error from `call`.
-    pub fn kafka(pipeline: &Pipeline, call: &str, error: KafkaError) -> Self {
+    pub fn kafka(call: &str, error: KafkaError) -> Self {
         match classify(&error) {
-            ErrorClass::Fatal => Failure::Fatal(format!(
-                "{call}: {error} (transactional.id {}; if another instance with this id started, it fenced this one)",
-                pipeline.transactional_id()
-            )),
+            ErrorClass::Fenced => Failure::Fenced(format!("{call}: {error}")),
+            ErrorClass::Fatal => {
+                let code = match &error {
+                    KafkaError::Transaction(e) => e.code(),
+                    other => other
+                        .rdkafka_error_code()
+                        .unwrap_or(RDKafkaErrorCode::Fatal),
+                };
+                Failure::Fatal(format!("{call}: {error}{}", fatal_hint(code)))
+            }
             ErrorClass::Abortable | ErrorClass::Retriable => {
                 Failure::Kafka(format!("{call}: {error}"))
             }

@@ -72,7 +72,7 @@ pub fn isolate(
                     // Setting aside runs no transform: a record failure here is Kafka refusing the
                     // dead-letter record itself.
                     Step::SetAside(..) => {
-                        attempt.batch.rewind_from(range.start);
+                        rewind(attempt, range.start)?;
                         return Err(Failure::Fatal(format!(
                             "cannot set aside {}: {cause}",
                             attempt.batch.source_of(range.start)
@@ -93,13 +93,18 @@ pub fn isolate(
             }
             Err(failure) => {
                 stats.aborts += 1;
-                attempt.batch.rewind_from(range.start);
+                rewind(attempt, range.start)?;
                 return Err(failure);
             }
         }
     }
     log::info!("isolation done after {calls} attempt(s)");
     Ok(())
+}
+
+/// Rewinds what isolation did not commit; a failed rewind leaves the consumer's position unknown.
+fn rewind(attempt: &Attempt<'_, '_>, start: usize) -> Result<(), Failure> {
+    attempt.batch.rewind_from(start).map_err(Failure::Fenced)
 }
 
 /// Queues, in front and in fetch order, the work left after `range` failed with `cause`: a single

@@ -3,11 +3,13 @@
 
 mod attempt;
 mod batch;
+mod copier;
 mod failure;
 mod isolate;
 mod retry;
 mod runner;
 mod sink;
 mod stats;
+mod streak;
 
 pub use runner::{run, RunError};

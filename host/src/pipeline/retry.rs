@@ -8,29 +8,51 @@ use rand::Rng as _;
 use rdkafka::error::KafkaResult;
 use rdkafka::util::Timeout;
 
-use crate::kafka::{classify, ErrorClass, Producer};
+use crate::kafka::{classify, ErrorClass};
 
-/// One slice of a transactional call; on a retriable error (a time-out) the call is repeated.
+/// One slice of a call that a stop may interrupt (`init_transactions`).
 const CALL_SLICE: Duration = Duration::from_secs(1);
+
+/// Pause before a call that returned a retriable error is made again.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 /// How often a call that is still not done is reported.
 const REPORT_EVERY: Duration = Duration::from_secs(30);
 
 /// Runs a transactional call until it succeeds or fails for a reason other than a time-out. Commit and
-/// abort must never turn a slow broker into a failure: librdkafka allows calling them again. Before
-/// each slice the producer's delivery reports are served: librdkafka cannot finish an abort while
-/// reports of purged messages wait in its queue.
-pub fn until_done(
+/// abort must never turn a slow broker into a failure: librdkafka allows calling them again. Each
+/// call gets librdkafka's recommended time-out (`Timeout::Never`: the transaction's remaining
+/// time), since shorter ones risk desynchronising its state; a stop that takes too long is forced
+/// by `shutdown`.
+pub fn until_done(what: &str, call: impl FnMut(Timeout) -> KafkaResult<()>) -> KafkaResult<()> {
+    repeat(what, None, Timeout::Never, call).map(|_| ())
+}
+
+/// Like [`until_done`], but gives up when `stop` is set: `Ok(false)`. For calls that change nothing
+/// when abandoned (`init_transactions`).
+pub fn until_done_or_stopped(
     what: &str,
-    producer: &Producer,
+    stop: &AtomicBool,
+    call: impl FnMut(Timeout) -> KafkaResult<()>,
+) -> KafkaResult<bool> {
+    repeat(what, Some(stop), Timeout::After(CALL_SLICE), call)
+}
+
+fn repeat(
+    what: &str,
+    stop: Option<&AtomicBool>,
+    timeout: Timeout,
     mut call: impl FnMut(Timeout) -> KafkaResult<()>,
-) -> KafkaResult<()> {
+) -> KafkaResult<bool> {
     let started = Instant::now();
     let mut reported = started;
     loop {
-        producer.poll(Duration::ZERO);
-        match call(Timeout::After(CALL_SLICE)) {
+        if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            return Ok(false);
+        }
+        match call(timeout) {
             Err(error) if classify(&error) == ErrorClass::Retriable => {
+                std::thread::sleep(RETRY_PAUSE);
                 if reported.elapsed() >= REPORT_EVERY {
                     reported = Instant::now();
                     log::warn!(
@@ -39,7 +61,7 @@ pub fn until_done(
                     );
                 }
             }
-            result => return result,
+            result => return result.map(|()| true),
         }
     }
 }

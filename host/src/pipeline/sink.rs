@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header as KafkaHeader, Headers, Message, OwnedHeaders};
-use rdkafka::producer::BaseRecord;
+use rdkafka::producer::{BaseRecord, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
 use txform_plugin_api::OutRecord;
 
@@ -67,8 +67,6 @@ pub fn produce_outputs(
         }
         send(producer, message)?;
     }
-    // Serve delivery reports so their queue does not grow.
-    producer.poll(Duration::ZERO);
     Ok(())
 }
 
@@ -124,6 +122,9 @@ pub fn produce_dead_letter(
     send(producer, message)
 }
 
+/// How long a full queue waits for a delivery report before trying again.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(100);
+
 /// Enqueues one message, waiting for room when librdkafka's queue is full.
 fn send<'a>(
     producer: &Producer,
@@ -131,9 +132,12 @@ fn send<'a>(
 ) -> Result<(), ProduceFailure> {
     loop {
         match producer.send(message) {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                producer.context().sent();
+                return Ok(());
+            }
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                producer.poll(Duration::from_millis(10));
+                producer.context().wait_for_report(QUEUE_FULL_WAIT);
                 message = returned;
             }
             Err((error, returned)) => {

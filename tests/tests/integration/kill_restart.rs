@@ -19,7 +19,8 @@ use txform_tests::{
 
 use crate::{EXIT_TIMEOUT, PROCESS_TIMEOUT};
 
-const N: u64 = 3000;
+// Enough input that the copy (about 10 ms a transaction of 100) outlasts the freeze attempts.
+const N: u64 = 30_000;
 const PARTITIONS: i32 = 3;
 const TRANSACTION_TIMEOUT_MS: i64 = 60_000;
 /// Without fencing, the open transaction would hold the output's last stable offset and the group's

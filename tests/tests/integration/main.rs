@@ -11,6 +11,7 @@ mod aborted_output;
 mod bad_config;
 mod chain;
 mod error_policies;
+mod fencing;
 mod happy_path;
 mod harness;
 mod kill_restart;

@@ -14,8 +14,9 @@ use crate::{EXIT_TIMEOUT, PROCESS_TIMEOUT};
 
 const PARTITIONS: i32 = 3;
 
-/// Exit code 3 and one `txform:` line saying it is a fatal Kafka error about fencing.
-fn assert_fenced(zombie: &mut Txform) {
+/// Exit code 3 and one `txform:` line saying that a newer instance with the same id took over (not
+/// just any fatal error: an authorisation failure also exits 3, with another message).
+pub fn assert_superseded(zombie: &mut Txform) {
     zombie.expect_exit_code(3, EXIT_TIMEOUT);
     let errors = zombie.error_messages();
     assert_eq!(
@@ -23,16 +24,20 @@ fn assert_fenced(zombie: &mut Txform) {
         1,
         "exactly one `txform:` error line, got {errors:?}"
     );
-    assert!(errors[0].contains("fatal Kafka error"), "{}", errors[0]);
     assert!(
-        errors[0].to_lowercase().contains("fenced"),
-        "the error must say the instance was fenced: {}",
+        errors[0].starts_with("txform: a newer instance with the same id took over: member "),
+        "the error must say a newer instance took over: {}",
+        errors[0]
+    );
+    assert!(
+        errors[0].contains("stops without committing again"),
+        "{}",
         errors[0]
     );
 }
 
 /// Exactly the inputs, in order per partition, for read_committed readers.
-fn assert_output_exact(
+pub fn assert_output_exact(
     produced: &[txform_tests::Record],
     output: &Topic,
 ) -> Vec<txform_tests::Record> {
@@ -58,7 +63,8 @@ fn assert_output_exact(
 /// starts, then the zombie goes on: its commit must be refused, its records aborted.
 #[test]
 fn zombie_in_open_transaction_is_fenced() {
-    const N: u64 = 3000;
+    // Enough input that the copy (about 10 ms a transaction of 100) outlasts the freeze attempts.
+    const N: u64 = 30_000;
     let env = TestEnv::new("zombie-busy");
     let input = env.create_topic("in", PARTITIONS);
     let output = env.create_topic("out", PARTITIONS);
@@ -76,7 +82,7 @@ fn zombie_in_open_transaction_is_fenced() {
     let mut successor = env.spawn(&pipeline, "0");
     successor.wait_for_log("] committed ", PROCESS_TIMEOUT);
     zombie.resume();
-    assert_fenced(&mut zombie);
+    assert_superseded(&mut zombie);
 
     wait_for_committed(&output, N as usize, PROCESS_TIMEOUT);
     wait_for_group_at_end(&pipeline.group_id, &input, PROCESS_TIMEOUT);
@@ -94,7 +100,6 @@ fn zombie_in_open_transaction_is_fenced() {
         .filter(|r| !committed_positions.contains(&(r.partition, r.offset)))
         .collect();
     let open_records: i64 = lso.iter().zip(&end).map(|(l, e)| e - l).sum();
-    assert!(open_records > 0);
     for record in &aborted {
         let p = record.partition as usize;
         assert!(
@@ -133,7 +138,7 @@ fn idle_zombie_is_fenced() {
 
     let mut successor = env.spawn(&pipeline, "0");
     successor.wait_for_log("partitions assigned", PROCESS_TIMEOUT);
-    assert_fenced(&mut zombie);
+    assert_superseded(&mut zombie);
 
     // The successor carries on from where the zombie stopped.
     let more: Vec<_> = standard_inputs(2 * N, PARTITIONS).split_off(N as usize);

@@ -1,0 +1,205 @@
+//! Copying batches with one set of clients, and the error policy.
+//!
+//! Per batch: begin, run the transform chain, produce, send the consumed offsets with the consumer's
+//! group metadata, commit. Any failure aborts the transaction and rewinds the consumer to the batch's
+//! first offsets, so nothing of a failed batch is ever visible to read_committed readers and nothing is
+//! skipped. Failures caused by records are retried with backoff up to `errors.max_retries`, then
+//! `errors.on_failure` decides; failures of Kafka itself are retried without bound; a fence ends the
+//! copy so the runner can ask the group what it means.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::Consumer as _;
+
+use crate::config::{FailureAction, Pipeline};
+use crate::kafka::{refine, ErrorClass};
+use crate::plugin::Chain;
+
+use super::attempt::{Attempt, Work};
+use super::batch::{Batch, CollectError};
+use super::failure::Failure;
+use super::isolate::isolate;
+use super::retry::{backoff, sleep_unless_stopped};
+use super::runner::{Clients, End, RunError};
+use super::stats::Stats;
+use super::streak::Streak;
+
+/// What the loop does after one batch.
+enum Next {
+    Committed,
+    /// Try the batch again (it was rewound) after this delay.
+    Retry(Duration),
+    End(End),
+}
+
+/// The copy loop over one set of clients.
+pub struct Copier<'a> {
+    pipeline: &'a Pipeline,
+    clients: &'a Clients,
+    chain: &'a mut Chain,
+    stats: &'a mut Stats,
+    stop: &'a AtomicBool,
+    streak: Streak,
+}
+
+impl<'a> Copier<'a> {
+    pub fn new(
+        pipeline: &'a Pipeline,
+        clients: &'a Clients,
+        chain: &'a mut Chain,
+        stats: &'a mut Stats,
+        stop: &'a AtomicBool,
+    ) -> Self {
+        Copier {
+            pipeline,
+            clients,
+            chain,
+            stats,
+            stop,
+            streak: Streak::default(),
+        }
+    }
+
+    /// Copies batches until `stop` is set or something ends it. No transaction is open between
+    /// batches, so returning (and dropping the clients) leaves nothing behind.
+    pub fn run(mut self) -> End {
+        let clients = self.clients;
+        let consumer = &clients.consumer;
+        while !self.stop.load(Ordering::SeqCst) {
+            self.stats.maybe_report();
+            let batch = match Batch::collect(
+                consumer,
+                self.pipeline.batch.max_records,
+                self.pipeline.batch.max_wait,
+                self.stop,
+            ) {
+                Ok(batch) => batch,
+                Err(CollectError::Rewind(message)) => return End::Fenced(message),
+                Err(CollectError::Consumer(class, error)) => {
+                    return match refine(class, consumer.client()) {
+                        (ErrorClass::Fenced, detail) => End::Fenced(format!(
+                            "consumer: {error}{}",
+                            detail.map(|d| format!(": {d}")).unwrap_or_default()
+                        )),
+                        (_, detail) => End::Failed(RunError::Fatal(format!(
+                            "consumer: {error}{}",
+                            detail.map(|d| format!(": {d}")).unwrap_or_default()
+                        ))),
+                    }
+                }
+            };
+            if batch.is_empty() {
+                continue;
+            }
+            let delay = match self.copy(&batch) {
+                Next::Committed => {
+                    self.streak.committed(&batch);
+                    continue;
+                }
+                Next::Retry(delay) => delay,
+                Next::End(end) => return end,
+            };
+            drop(batch);
+            sleep_unless_stopped(delay, self.stop);
+        }
+        End::Stopped
+    }
+
+    /// One batch, with the error policy applied to its failure.
+    fn copy(&mut self, batch: &Batch<'_>) -> Next {
+        let started = Instant::now();
+        let (in_before, out_before) = (self.stats.records_in, self.stats.records_out);
+        let pipeline = self.pipeline;
+        let policy = &pipeline.errors;
+        let clients = self.clients;
+        let next = batch.with_records(|records| {
+            let attempt = Attempt {
+                pipeline,
+                consumer: &clients.consumer,
+                producer: &clients.producer,
+                batch,
+                records,
+            };
+            let failure = match attempt.run(self.chain, batch.all(), &Work::Transform) {
+                Ok(done) => {
+                    self.stats.committed(done);
+                    return Next::Committed;
+                }
+                Err(failure) => failure,
+            };
+            self.stats.aborts += 1;
+            let (cause, source) = match failure {
+                Failure::Records { cause, source } => (cause, source),
+                Failure::Kafka(message) => return self.kafka_retry(batch, true, &message),
+                Failure::Fenced(message) => return Next::End(End::Fenced(message)),
+                Failure::Fatal(message) => return Next::End(End::Failed(RunError::Fatal(message))),
+            };
+            let (failures, since) = self.streak.record_failure(batch);
+            let out_of_time = policy.max_retry_time.is_some_and(|t| since.elapsed() >= t);
+            if failures <= policy.max_retries && !out_of_time {
+                if let Err(message) = batch.rewind_from(0) {
+                    return Next::End(End::Fenced(message));
+                }
+                self.stats.retries += 1;
+                let delay = backoff(failures, policy.initial_backoff, policy.max_backoff);
+                log::warn!(
+                    "aborted batch at {} (attempt {failures} of {}): {cause}; retrying in {delay:.0?}",
+                    batch.describe(batch.all()),
+                    policy.max_retries + 1
+                );
+                return Next::Retry(delay);
+            }
+            match policy.on_failure {
+                FailureAction::Stop => Next::End(End::Failed(RunError::Exhausted {
+                    attempts: failures,
+                    offsets: batch.describe(batch.all()),
+                    failure: match source {
+                        Some(index) => format!("{cause} (record {})", batch.source_of(index)),
+                        None => cause.to_string(),
+                    },
+                })),
+                FailureAction::DeadLetter { .. } | FailureAction::Skip => {
+                    match isolate(&attempt, self.chain, cause, source, failures, self.stats) {
+                        Ok(()) => Next::Committed,
+                        // Isolation already rewound what it had not committed.
+                        Err(Failure::Kafka(message)) => self.kafka_retry(batch, false, &message),
+                        Err(Failure::Fenced(message)) => Next::End(End::Fenced(message)),
+                        Err(failure) => {
+                            Next::End(End::Failed(RunError::Fatal(failure.to_string())))
+                        }
+                    }
+                }
+            }
+        });
+        if let Next::Committed = next {
+            log::debug!(
+                "committed {} in, {} out in {:.1?}: {}",
+                self.stats.records_in - in_before,
+                self.stats.records_out - out_before,
+                started.elapsed(),
+                batch.describe(batch.all())
+            );
+        }
+        next
+    }
+
+    /// After a Kafka failure: rewind (unless already done) and back off; Kafka failures are retried
+    /// without bound and never count against the records.
+    fn kafka_retry(&mut self, batch: &Batch<'_>, rewind: bool, message: &str) -> Next {
+        if rewind {
+            if let Err(problem) = batch.rewind_from(0) {
+                return Next::End(End::Fenced(problem));
+            }
+        }
+        let policy = &self.pipeline.errors;
+        self.streak.kafka += 1;
+        let delay = backoff(
+            self.streak.kafka,
+            policy.initial_backoff,
+            policy.max_backoff,
+        );
+        log::warn!("Kafka failure, batch aborted and rewound: {message}; retrying in {delay:.0?}");
+        Next::Retry(delay)
+    }
+}
