@@ -257,7 +257,7 @@ mod tests {
             Verdict::Newest(_)
         ));
         assert!(matches!(
-            verdict(&[unrelated.clone()], &me(true, Some(A))),
+            verdict(std::slice::from_ref(&unrelated), &me(true, Some(A))),
             Verdict::Newest(_)
         ));
         // The replacement keeps our client id: only the member id tells.
