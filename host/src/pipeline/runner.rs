@@ -141,6 +141,7 @@ impl Clients {
     fn start(pipeline: &Pipeline) -> Result<Clients, RunError> {
         let consumer = build_consumer(pipeline).map_err(RunError::Startup)?;
         let producer = build_producer(pipeline).map_err(RunError::Startup)?;
+        crate::kafka::check_topics_at_startup(pipeline, &consumer).map_err(RunError::Startup)?;
         if pipeline.transaction.guarantee == Guarantee::ExactlyOnce {
             let started = Instant::now();
             until_done("init_transactions", &producer, |t| {

@@ -14,6 +14,7 @@ mod error_policies;
 mod happy_path;
 mod harness;
 mod kill_restart;
+mod missing_topics;
 mod plugin_failure;
 mod transient;
 mod zombie;
