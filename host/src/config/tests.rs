@@ -890,3 +890,30 @@ plugin = "libcopy.so"
         ]
     );
 }
+
+#[test]
+fn secret_looking_keys() {
+    for key in [
+        "sasl.password",
+        "SSL.KEY.PASSWORD",
+        "ssl.keystore.password",
+        "ssl.key.pem",
+        "sasl.jaas.config",
+        "sasl.oauthbearer.config",
+        "sasl.oauthbearer.client.secret",
+        "sasl.oauthbearer.assertion.private.key.passphrase",
+        "sasl.oauthbearer.assertion.private.key.pem",
+    ] {
+        assert!(KafkaProperties::is_secret(key), "{key}");
+    }
+    for key in [
+        "bootstrap.servers",
+        "linger.ms",
+        "ssl.key.location",
+        "ssl.ca.pem",
+        "ssl.certificate.pem",
+        "sasl.mechanisms",
+    ] {
+        assert!(!KafkaProperties::is_secret(key), "{key}");
+    }
+}

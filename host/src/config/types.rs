@@ -121,12 +121,22 @@ pub struct KafkaProperties {
 }
 
 impl KafkaProperties {
-    /// Whether the value of property `key` must not be shown (passwords, secrets, JAAS configs).
+    /// Whether the value of property `key` must not be shown: passwords, passphrases, secrets,
+    /// private keys and the configs that embed them (JAAS, `sasl.oauthbearer.config`), which covers
+    /// every value librdkafka itself marks sensitive except paths, user names and CA certificates.
     pub fn is_secret(key: &str) -> bool {
         let key = key.to_ascii_lowercase();
-        ["password", "secret", "sasl.jaas"]
-            .iter()
-            .any(|word| key.contains(word))
+        [
+            "password",
+            "passphrase",
+            "secret",
+            "private.key",
+            "ssl.key.pem",
+            "sasl.jaas",
+            "sasl.oauthbearer.config",
+        ]
+        .iter()
+        .any(|word| key.contains(word))
     }
 }
 
