@@ -171,9 +171,9 @@ impl PipelineConfig {
         self
     }
 
-    /// The transactional id of instance `instance_id`: `<id_prefix>-<instance_id>`.
+    /// The transactional id of instance `instance_id`: `<id_prefix>-<group_id>-<instance_id>`.
     pub fn transactional_id(&self, instance_id: &str) -> String {
-        format!("{}-{instance_id}", self.id_prefix)
+        format!("{}-{}-{instance_id}", self.id_prefix, self.group_id)
     }
 
     /// The pipeline file's text.

@@ -398,6 +398,14 @@ impl CommandResult {
         self.status.code()
     }
 
+    /// The `txform: ` lines of stderr: what txform itself says when it stops on an error.
+    pub fn messages(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("txform: "))
+            .collect()
+    }
+
     /// Non-empty stderr lines.
     pub fn stderr_lines(&self) -> Vec<&str> {
         self.stderr

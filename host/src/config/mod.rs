@@ -7,13 +7,17 @@
 //!
 //! Layout: `schema` is the file as serde reads it (strict: unknown keys are errors); `validate`
 //! turns that into a [`Pipeline`] while collecting semantic problems, with `properties` (the
-//! librdkafka tables) and `plugin_config` (a transform's `config` as JSON); `error` renders the
-//! problems; `types` holds the public, validated types.
+//! librdkafka tables, each property checked by librdkafka itself in `librdkafka`: no client, no
+//! broker), `topic_name` (Kafka's rule for topic names, public because plugin-chosen topics are
+//! checked with it at run time) and `plugin_config` (a transform's `config` as JSON); `error`
+//! renders the problems; `types` holds the public, validated types.
 
 mod error;
+mod librdkafka;
 mod plugin_config;
 mod properties;
 mod schema;
+mod topic_name;
 mod types;
 mod validate;
 
@@ -23,9 +27,10 @@ mod tests;
 use std::path::Path;
 
 pub use error::ConfigError;
+pub use topic_name::{topic_name_problem, MAX_TOPIC_NAME_LENGTH};
 pub use types::{
-    Batch, ErrorPolicy, FailureAction, Guarantee, KafkaProperties, LogSettings,
-    ParseGuaranteeError, Pipeline, Sink, Source, Transaction, TransformSpec,
+    Batch, ConfiguredTopic, ErrorPolicy, FailureAction, Guarantee, KafkaProperties, LogSettings,
+    ParseGuaranteeError, Pipeline, Sink, Source, TopicLines, Transaction, TransformSpec,
 };
 
 use error::Problems;

@@ -1,7 +1,9 @@
 //! The librdkafka property tables: passed through as strings, except for the properties
-//! exactly-once depends on, which txform sets itself and refuses from the file.
+//! exactly-once depends on, which txform sets itself and refuses from the file. Every other
+//! property is checked by librdkafka, one at a time, so each problem names its own key and line.
 
 use super::error::Problems;
+use super::librdkafka::property_problem;
 use super::schema::{Properties, RawKafka};
 use super::types::KafkaProperties;
 
@@ -73,7 +75,8 @@ pub(super) fn kafka(raw: RawKafka, problems: &mut Problems<'_>) -> KafkaProperti
     }
 }
 
-/// Refuses the properties of `[kafka.<table>]` that txform owns for the clients in `roles`.
+/// Refuses the properties of `[kafka.<table>]` that txform owns for the clients in `roles`, and
+/// those librdkafka refuses.
 fn properties(
     table: &str,
     raw: Properties,
@@ -95,6 +98,11 @@ fn properties(
             problems.at(
                 property.key.span(),
                 format!("`kafka.{table}.\"{key}\"` must not be empty"),
+            );
+        } else if let Some(problem) = property_problem(key, &property.value) {
+            problems.at(
+                property.key.span(),
+                format!("`kafka.{table}.\"{key}\"` {problem}"),
             );
         }
         properties.push((property.key.into_inner(), property.value));

@@ -51,8 +51,8 @@ fn full_config_round_trips() {
 "session.timeout.ms" = 10000
 "enable.partition.eof" = false
 [kafka.producer]
-"linger.ms" = 5
-"batch.size.factor" = 1.5 # names are checked by librdkafka, not here
+"linger.ms" = 2.5
+"batch.num.messages" = 500 # names and values are checked by librdkafka
 
 [source]
 topics = ["a", "b"]
@@ -104,7 +104,7 @@ plugin = "/opt/txform/libtxform_passthrough.so"
                 ("session.timeout.ms", "10000"),
                 ("enable.partition.eof", "false"),
             ]),
-            producer: strings(&[("linger.ms", "5"), ("batch.size.factor", "1.5")]),
+            producer: strings(&[("linger.ms", "2.5"), ("batch.num.messages", "500")]),
         },
         source: Source {
             topics: vec!["a".to_string(), "b".to_string()],
@@ -150,10 +150,15 @@ plugin = "/opt/txform/libtxform_passthrough.so"
                 line: 48,
             },
         ],
+        topic_lines: TopicLines {
+            source: vec![13, 13],
+            sink: 17,
+            dead_letter: Some(35),
+        },
     };
     let pipeline = parse_ok(text);
     assert_eq!(pipeline, expected);
-    assert_eq!(pipeline.transactional_id(), "demo-7");
+    assert_eq!(pipeline.transactional_id(), "demo-demo-7");
     assert_eq!(pipeline.location(37), "pipeline.toml:37");
 }
 
@@ -203,14 +208,20 @@ fn omitted_keys_take_their_defaults() {
             line: 10,
         }]
     );
-    assert_eq!(pipeline.transactional_id(), "prefix-0");
+    assert_eq!(pipeline.transactional_id(), "prefix-group-0");
+}
+
+#[test]
+fn transactional_id_includes_the_group() {
+    let other_group = MINIMAL.replace("group_id = \"group\"", "group_id = \"other\"");
+    assert_eq!(parse_ok(&other_group).transactional_id(), "prefix-other-0");
 }
 
 #[test]
 fn instance_id_override_changes_the_transactional_id() {
     let pipeline = parse_ok(MINIMAL).with_instance_id("3".to_string());
     assert_eq!(pipeline.transaction.instance_id, "3");
-    assert_eq!(pipeline.transactional_id(), "prefix-3");
+    assert_eq!(pipeline.transactional_id(), "prefix-group-3");
 }
 
 #[test]
@@ -399,9 +410,15 @@ fn property_values_must_be_scalars() {
 fn secret_property_values_are_redacted_in_debug_output() {
     let text = MINIMAL.replace(
         "\"bootstrap.servers\" = \"broker:9092\"\n",
-        "\"bootstrap.servers\" = \"broker:9092\"\n\"sasl.password\" = \"hunter2\"\n\"ssl.key.PASSWORD\" = \"hunter3\"\n\"sasl.jaas.config\" = \"hunter4\"\n\"sasl.oauthbearer.client.secret\" = \"hunter5\"\n",
+        "\"bootstrap.servers\" = \"broker:9092\"\n\"sasl.password\" = \"hunter2\"\n",
     );
-    let pipeline = parse_ok(&text);
+    let mut pipeline = parse_ok(&text);
+    // Keys this librdkafka build refuses (no OpenSSL, JAAS is Java's), still redacted when set.
+    pipeline.kafka.common.extend(strings(&[
+        ("ssl.key.PASSWORD", "hunter3"),
+        ("sasl.jaas.config", "hunter4"),
+        ("sasl.oauthbearer.client.secret", "hunter5"),
+    ]));
     assert_eq!(
         format!("{:?}", pipeline.kafka),
         r#"KafkaProperties { common: {"bootstrap.servers": "broker:9092", "sasl.password": "<redacted>", "ssl.key.PASSWORD": "<redacted>", "sasl.jaas.config": "<redacted>", "sasl.oauthbearer.client.secret": "<redacted>"}, consumer: {}, producer: {} }"#
@@ -613,4 +630,290 @@ fn dead_letter_needs_its_topic_and_the_topic_needs_dead_letter() {
     );
     let text = format!("{MINIMAL}[errors]\non_failure = \"skip\"\n");
     assert_eq!(parse_ok(&text).errors.on_failure, FailureAction::Skip);
+}
+
+/// What [`topic_name_problem`] says of an illegal character `c` alone.
+fn illegal(c: &str) -> Option<String> {
+    Some(format!(
+        "contains {c}, but a Kafka topic name may only contain ASCII letters, digits, '.', '_' and '-'"
+    ))
+}
+
+#[test]
+fn topic_names_kafka_accepts() {
+    let legal: String = ('a'..='z')
+        .chain('A'..='Z')
+        .chain('0'..='9')
+        .chain(['.', '_', '-'])
+        .collect();
+    for name in [
+        "a",
+        "Z",
+        "0",
+        "_",
+        "-",
+        "...",
+        ".a",
+        "..a",
+        "a.",
+        "orders-out",
+        "__consumer_offsets",
+        legal.as_str(),
+        &"x".repeat(MAX_TOPIC_NAME_LENGTH),
+    ] {
+        assert_eq!(topic_name_problem(name), None, "{name:?}");
+    }
+    assert_eq!(MAX_TOPIC_NAME_LENGTH, 249);
+}
+
+#[test]
+fn topic_names_that_are_empty_dots_or_too_long() {
+    assert_eq!(
+        topic_name_problem("").as_deref(),
+        Some("is empty, but a Kafka topic name has at least one character")
+    );
+    assert_eq!(
+        topic_name_problem(".").as_deref(),
+        Some("is \".\", which Kafka does not allow as a topic name")
+    );
+    assert_eq!(
+        topic_name_problem("..").as_deref(),
+        Some("is \"..\", which Kafka does not allow as a topic name")
+    );
+    assert_eq!(
+        topic_name_problem(&"x".repeat(250)).as_deref(),
+        Some("is 250 characters long, but a Kafka topic name has at most 249 characters")
+    );
+    assert_eq!(
+        topic_name_problem(&"a".repeat(300)).as_deref(),
+        Some("is 300 characters long, but a Kafka topic name has at most 249 characters")
+    );
+    assert_eq!(
+        topic_name_problem(&format!("{} x", "a".repeat(249))).as_deref(),
+        Some("is 251 characters long and contains ' ', but a Kafka topic name has at most 249 characters and may only contain ASCII letters, digits, '.', '_' and '-'")
+    );
+    // Length counts characters, not bytes: 249 two-byte characters are too long only in bytes,
+    // and are refused for being non-ASCII.
+    assert_eq!(topic_name_problem(&"é".repeat(249)), illegal("'é'"));
+}
+
+#[test]
+fn every_illegal_ascii_character_is_named() {
+    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    let mut refused = 0;
+    for c in (0u8..=127).map(char::from) {
+        let name = format!("a{c}b");
+        if legal(c) {
+            assert_eq!(topic_name_problem(&name), None, "{name:?}");
+        } else {
+            let shown = format!("'{}'", c.escape_debug());
+            assert_eq!(topic_name_problem(&name), illegal(&shown), "{name:?}");
+            refused += 1;
+        }
+    }
+    // 128 ASCII characters less 62 letters and digits and 3 punctuation marks.
+    assert_eq!(refused, 63);
+    assert_eq!(topic_name_problem("tab\there"), illegal("'\\t'"));
+    assert_eq!(topic_name_problem("nul\0"), illegal("'\\0'"));
+}
+
+#[test]
+fn non_ascii_characters_are_illegal() {
+    for (name, shown) in [
+        ("caf\u{e9}", "'é'"),
+        ("\u{662}\u{663}", "'٢' and '٣'"), // Arabic-Indic digits
+        ("topic\u{1f600}", "'😀'"),
+        ("non\u{a0}breaking", "'\\u{a0}'"),
+        ("zero\u{200b}width", "'\\u{200b}'"),
+    ] {
+        assert_eq!(topic_name_problem(name), illegal(shown), "{name:?}");
+    }
+}
+
+#[test]
+fn illegal_characters_are_listed_once_each_and_at_most_five() {
+    assert_eq!(topic_name_problem("bad out!"), illegal("' ' and '!'"));
+    assert_eq!(topic_name_problem("a b c d"), illegal("' '"));
+    assert_eq!(topic_name_problem("a/b:c"), illegal("'/' and ':'"));
+    assert_eq!(topic_name_problem("a/b:c*d"), illegal("'/', ':' and '*'"));
+    assert_eq!(
+        topic_name_problem("1!2@3#4$5%6^"),
+        illegal("'!', '@', '#', '$', '%' and more")
+    );
+    assert_eq!(
+        topic_name_problem("1!2@3#4$5%"),
+        illegal("'!', '@', '#', '$' and '%'")
+    );
+}
+
+#[test]
+fn configured_topics_kafka_refuses_are_named_with_their_key_and_line() {
+    let long = "t".repeat(300);
+    let text = format!(
+        r#"[kafka.common]
+"bootstrap.servers" = "broker:9092"
+[source]
+topics = ["in", "bad in", ".."]
+group_id = "group"
+[sink]
+topic = "bad out!"
+[transaction]
+id_prefix = "prefix"
+[errors]
+on_failure = "dead-letter"
+dead_letter_topic = "{long}"
+[[transform]]
+plugin = "libcopy.so"
+"#
+    );
+    assert_eq!(
+        problems(&text),
+        [
+            "pipeline.toml:4: `source.topics` \"bad in\" contains ' ', but a Kafka topic name may only contain ASCII letters, digits, '.', '_' and '-'",
+            "pipeline.toml:4: `source.topics` \"..\" is \"..\", which Kafka does not allow as a topic name",
+            "pipeline.toml:7: `sink.topic` \"bad out!\" contains ' ' and '!', but a Kafka topic name may only contain ASCII letters, digits, '.', '_' and '-'",
+            "pipeline.toml:12: `errors.dead_letter_topic` \"tttttttttttttttttttttttttttttttttttttttt…\" is 300 characters long, but a Kafka topic name has at most 249 characters",
+        ]
+    );
+}
+
+#[test]
+fn dead_letter_topic_must_be_a_topic_of_its_own() {
+    let dead_letter = |topic: &str| {
+        format!(
+            "{MINIMAL}[errors]\non_failure = \"dead-letter\"\ndead_letter_topic = \"{topic}\"\n"
+        )
+    };
+    assert_eq!(
+        problems(&dead_letter("in")),
+        ["pipeline.toml:14: `errors.dead_letter_topic` \"in\" is also a source topic: dead-lettered records would be consumed again; use a topic of its own"]
+    );
+    assert_eq!(
+        problems(&dead_letter("out")),
+        ["pipeline.toml:14: `errors.dead_letter_topic` \"out\" is also `sink.topic`: dead-lettered records would mix with the output; use a topic of its own"]
+    );
+    assert_eq!(
+        parse_ok(&dead_letter("dlq")).errors.on_failure,
+        FailureAction::DeadLetter {
+            topic: "dlq".to_string()
+        }
+    );
+}
+
+#[test]
+fn librdkafka_properties_are_checked_one_by_one_at_their_line() {
+    let text = format!(
+        "{MINIMAL}[kafka.consumer]\n\"no.such.property\" = 1\n\"enable.partition.eof\" = \"maybe\"\n\"session.timeout.ms\" = 6000\n[kafka.producer]\n\"linger.ms\" = \"abc\"\n\"acks\" = \"all\"\n\"compression.type\" = \"zip\"\n\"delivery.timeout.ms\" = -5\n"
+    );
+    assert_eq!(
+        problems(&text),
+        [
+            "pipeline.toml:13: `kafka.consumer.\"no.such.property\"` is not a librdkafka property (librdkafka 2.12.1 lists its properties in its CONFIGURATION.md)",
+            "pipeline.toml:14: `kafka.consumer.\"enable.partition.eof\"` is refused by librdkafka: Expected bool value for \"enable.partition.eof\": true or false",
+            "pipeline.toml:17: `kafka.producer.\"linger.ms\"` is refused by librdkafka: Invalid value for configuration property \"linger.ms\"; allowed: 0 .. 900000 (float)",
+            "pipeline.toml:19: `kafka.producer.\"compression.type\"` is refused by librdkafka: Invalid value \"zip\" for configuration property \"compression.type\"; allowed: none, gzip, snappy, lz4, zstd (enum value)",
+            "pipeline.toml:20: `kafka.producer.\"delivery.timeout.ms\"` is refused by librdkafka: Configuration property \"delivery.timeout.ms\" value -5 is outside allowed range 0..2147483647",
+        ]
+    );
+}
+
+#[test]
+fn librdkafka_problems_in_common_and_alongside_owned_keys() {
+    let text = MINIMAL.replace(
+        "\"bootstrap.servers\" = \"broker:9092\"\n",
+        "\"bootstrap.servers\" = \"broker:9092\"\n\"security.protocol\" = \"tls\"\n\"group.id\" = \"g\"\n\"debug\" = \"all,foo\"\n\"linger.ms\" = 1000000\n",
+    );
+    assert_eq!(
+        problems(&text),
+        [
+            "pipeline.toml:3: `kafka.common.\"security.protocol\"` is refused by librdkafka: Invalid value \"tls\" for configuration property \"security.protocol\"; allowed: plaintext, ssl, sasl_plaintext, sasl_ssl (enum value)",
+            "pipeline.toml:4: `kafka.common.\"group.id\"` is managed by txform: set `source.group_id` instead",
+            "pipeline.toml:5: `kafka.common.\"debug\"` is refused by librdkafka: Invalid value \"foo\" for configuration property \"debug\"; allowed: generic, broker, topic, metadata, feature, queue, msg, protocol, cgrp, security, fetch, interceptor, plugin, consumer, admin, eos, mock, assignor, conf, telemetry, all (CSV flags)",
+            "pipeline.toml:6: `kafka.common.\"linger.ms\"` is refused by librdkafka: Configuration property \"linger.ms\" value 1e+06 is outside allowed range 0..900000",
+        ]
+    );
+}
+
+#[test]
+fn refused_secret_values_are_never_shown() {
+    let text = MINIMAL.replace(
+        "\"bootstrap.servers\" = \"broker:9092\"\n",
+        "\"bootstrap.servers\" = \"broker:9092\"\n\"sasl.jaas.config\" = \"hunter4\"\n\"ssl.key.password\" = \"hunter3\"\n\"sasl.password\" = \"hunter2\"\n",
+    );
+    let found = problems(&text);
+    assert_eq!(
+        found,
+        [
+            "pipeline.toml:3: `kafka.common.\"sasl.jaas.config\"` has a value librdkafka refuses (not shown: the key holds a secret): Java JAAS configuration is not supported, see https://github.com/confluentinc/librdkafka/wiki/Using-SASL-with-librdkafka for more information.",
+            "pipeline.toml:4: `kafka.common.\"ssl.key.password\"` has a value librdkafka refuses (not shown: the key holds a secret): Configuration property \"ssl.key.password\" not supported in this build: OpenSSL not available at build time",
+        ]
+    );
+    assert!(!found.concat().contains("hunter"));
+}
+
+#[test]
+fn configured_topics_carry_their_key_and_line() {
+    let text = r#"[kafka.common]
+"bootstrap.servers" = "broker:9092"
+[source]
+topics = [
+  "in-a",
+  "in-b",
+]
+group_id = "group"
+[sink]
+topic = "out"
+[transaction]
+id_prefix = "prefix"
+[errors]
+on_failure = "dead-letter"
+dead_letter_topic = "dlq"
+[[transform]]
+plugin = "libcopy.so"
+"#;
+    let pipeline = parse_ok(text);
+    let topic = |key, name, line| ConfiguredTopic { key, name, line };
+    assert_eq!(
+        pipeline.configured_topics(),
+        [
+            topic("source.topics", "in-a", 5),
+            topic("source.topics", "in-b", 6),
+            topic("sink.topic", "out", 10),
+            topic("errors.dead_letter_topic", "dlq", 15),
+        ]
+    );
+    assert_eq!(
+        parse_ok(MINIMAL).configured_topics(),
+        [
+            topic("source.topics", "in", 4),
+            topic("sink.topic", "out", 7),
+        ]
+    );
+}
+
+#[test]
+fn secret_looking_keys() {
+    for key in [
+        "sasl.password",
+        "SSL.KEY.PASSWORD",
+        "ssl.keystore.password",
+        "ssl.key.pem",
+        "sasl.jaas.config",
+        "sasl.oauthbearer.config",
+        "sasl.oauthbearer.client.secret",
+        "sasl.oauthbearer.assertion.private.key.passphrase",
+        "sasl.oauthbearer.assertion.private.key.pem",
+    ] {
+        assert!(KafkaProperties::is_secret(key), "{key}");
+    }
+    for key in [
+        "bootstrap.servers",
+        "linger.ms",
+        "ssl.key.location",
+        "ssl.ca.pem",
+        "ssl.certificate.pem",
+        "sasl.mechanisms",
+    ] {
+        assert!(!KafkaProperties::is_secret(key), "{key}");
+    }
 }

@@ -24,17 +24,53 @@ pub struct Pipeline {
     pub log: LogSettings,
     /// The transform chain, in file order; never empty.
     pub transforms: Vec<TransformSpec>,
+    /// Where the topics were written, for problems the cluster reports later.
+    pub topic_lines: TopicLines,
 }
 
 impl Pipeline {
-    /// The producer's `transactional.id`, `{id_prefix}-{instance_id}`. It must be stable across
-    /// restarts of one instance (so the restart fences its predecessor) and distinct between
-    /// instances (so they do not fence each other).
+    /// The producer's `transactional.id` (and, with static membership, the `group.instance.id`):
+    /// `{id_prefix}-{group_id}-{instance_id}`. It must be stable across restarts of one instance (so
+    /// the restart fences its predecessor) and distinct between instances (so they do not fence
+    /// each other). The group is part of it so that two pipelines that happen to share an
+    /// `id_prefix` (a copied file) do not fence each other: they consume different groups.
     pub fn transactional_id(&self) -> String {
         format!(
-            "{}-{}",
-            self.transaction.id_prefix, self.transaction.instance_id
+            "{}-{}-{}",
+            self.transaction.id_prefix, self.source.group_id, self.transaction.instance_id
         )
+    }
+
+    /// Every topic the file names, with its key and line: the source topics, the sink topic and
+    /// the dead-letter topic (if any), in that order.
+    pub fn configured_topics(&self) -> Vec<ConfiguredTopic<'_>> {
+        let lines = &self.topic_lines;
+        let mut topics: Vec<ConfiguredTopic<'_>> = self
+            .source
+            .topics
+            .iter()
+            .zip(&lines.source)
+            .map(|(name, &line)| ConfiguredTopic {
+                key: "source.topics",
+                name,
+                line,
+            })
+            .collect();
+        topics.push(ConfiguredTopic {
+            key: "sink.topic",
+            name: &self.sink.topic,
+            line: lines.sink,
+        });
+        if let (FailureAction::DeadLetter { topic }, Some(line)) =
+            (&self.errors.on_failure, lines.dead_letter)
+        {
+            topics.push(ConfiguredTopic {
+                key: "errors.dead_letter_topic",
+                name: topic,
+                line,
+            });
+        }
+        topics
     }
 
     /// Replaces `transaction.instance_id`, for the `--instance-id` command-line override that lets
@@ -51,6 +87,26 @@ impl Pipeline {
     }
 }
 
+/// 1-based lines of the keys that name topics (see [`Pipeline::configured_topics`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicLines {
+    /// One per entry of [`Source::topics`], in the same order.
+    pub source: Vec<usize>,
+    pub sink: usize,
+    /// Set with [`FailureAction::DeadLetter`].
+    pub dead_letter: Option<usize>,
+}
+
+/// A topic named in the pipeline file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfiguredTopic<'a> {
+    /// The key that names it: `source.topics`, `sink.topic` or `errors.dead_letter_topic`.
+    pub key: &'static str,
+    pub name: &'a str,
+    /// 1-based line of the name in the file; see [`Pipeline::location`].
+    pub line: usize,
+}
+
 /// librdkafka properties, passed to the clients as strings, each list in file order.
 ///
 /// `Debug` hides the values of secret-looking keys, because pipelines are logged with `{:?}`.
@@ -65,12 +121,22 @@ pub struct KafkaProperties {
 }
 
 impl KafkaProperties {
-    /// Whether the value of property `key` must not be shown (passwords, secrets, JAAS configs).
+    /// Whether the value of property `key` must not be shown: passwords, passphrases, secrets,
+    /// private keys and the configs that embed them (JAAS, `sasl.oauthbearer.config`), which covers
+    /// every value librdkafka itself marks sensitive except paths, user names and CA certificates.
     pub fn is_secret(key: &str) -> bool {
         let key = key.to_ascii_lowercase();
-        ["password", "secret", "sasl.jaas"]
-            .iter()
-            .any(|word| key.contains(word))
+        [
+            "password",
+            "passphrase",
+            "secret",
+            "private.key",
+            "ssl.key.pem",
+            "sasl.jaas",
+            "sasl.oauthbearer.config",
+        ]
+        .iter()
+        .any(|word| key.contains(word))
     }
 }
 

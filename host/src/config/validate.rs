@@ -18,9 +18,10 @@ use super::schema::{
     FailureActionName, RawBatch, RawErrors, RawLog, RawPipeline, RawSink, RawSource,
     RawTransaction, RawTransform,
 };
+use super::topic_name::topic_name_problem;
 use super::types::{
-    Batch, ErrorPolicy, FailureAction, LogSettings, Pipeline, Sink, Source, Transaction,
-    TransformSpec,
+    Batch, ErrorPolicy, FailureAction, LogSettings, Pipeline, Sink, Source, TopicLines,
+    Transaction, TransformSpec,
 };
 
 /// Checks `raw` and builds the pipeline; the result is meaningful only if no problem was recorded.
@@ -33,11 +34,19 @@ pub(super) fn pipeline(
     problems: &mut Problems<'_>,
 ) -> Option<Pipeline> {
     let kafka = raw.kafka.map(|raw| kafka(raw.0, problems));
-    let source = raw.source.map(|raw| source(raw.0, problems));
-    let sink = raw.sink.map(|raw| sink(raw.0, source.as_ref(), problems));
+    let (source, source_lines) = raw.source.map(|raw| source(raw.0, problems)).unzip();
+    let (sink, sink_line) = raw
+        .sink
+        .map(|raw| sink(raw.0, source.as_ref(), problems))
+        .unzip();
     let transaction = raw.transaction.map(|raw| transaction(raw.0, problems));
     let batch = batch(raw.batch.map(|raw| raw.0), problems);
-    let errors = errors(raw.errors.map(|raw| raw.0), problems);
+    let (errors, dead_letter_line) = errors(
+        raw.errors.map(|raw| raw.0),
+        source.as_ref(),
+        sink.as_ref(),
+        problems,
+    );
     let log = log(raw.log.map(|raw| raw.0), problems);
     let transforms = raw
         .transform
@@ -69,6 +78,11 @@ pub(super) fn pipeline(
         errors,
         log,
         transforms: transforms?,
+        topic_lines: TopicLines {
+            source: source_lines?,
+            sink: sink_line?,
+            dead_letter: dead_letter_line,
+        },
     })
 }
 
@@ -80,7 +94,30 @@ fn non_empty(value: Spanned<String>, key: &str, problems: &mut Problems<'_>) -> 
     value.into_inner()
 }
 
-fn source(raw: RawSource, problems: &mut Problems<'_>) -> Source {
+/// A topic name, recording a problem when it is blank or one Kafka refuses.
+fn topic(value: &Spanned<String>, key: &str, problems: &mut Problems<'_>) {
+    let name = value.get_ref();
+    if name.trim().is_empty() {
+        // Reported by the caller, in the words that fit the key.
+        return;
+    }
+    if let Some(problem) = topic_name_problem(name) {
+        problems.at(value.span(), format!("`{key}` {} {problem}", shown(name)));
+    }
+}
+
+/// `name` quoted for a message, cut short when it is too long to read (the message says how long).
+fn shown(name: &str) -> String {
+    const SHOWN_CHARS: usize = 40;
+    if name.chars().count() > SHOWN_CHARS {
+        let start: String = name.chars().take(SHOWN_CHARS).collect();
+        format!("{:?}", start + "…")
+    } else {
+        format!("{name:?}")
+    }
+}
+
+fn source(raw: RawSource, problems: &mut Problems<'_>) -> (Source, Vec<usize>) {
     if raw.topics.get_ref().is_empty() {
         problems.at(
             raw.topics.span(),
@@ -88,27 +125,34 @@ fn source(raw: RawSource, problems: &mut Problems<'_>) -> Source {
         );
     }
     let mut topics: Vec<String> = Vec::with_capacity(raw.topics.get_ref().len());
-    for topic in raw.topics.into_inner() {
-        let name = topic.get_ref();
+    let mut lines = Vec::with_capacity(topics.capacity());
+    for topic_value in raw.topics.into_inner() {
+        let name = topic_value.get_ref();
         if name.trim().is_empty() {
-            problems.at(topic.span(), "`source.topics` contains an empty topic name");
+            problems.at(
+                topic_value.span(),
+                "`source.topics` contains an empty topic name",
+            );
         } else if topics.contains(name) {
             problems.at(
-                topic.span(),
+                topic_value.span(),
                 format!("topic `{name}` is listed twice in `source.topics`"),
             );
         }
-        topics.push(topic.into_inner());
+        topic(&topic_value, "source.topics", problems);
+        lines.push(problems.line_of(topic_value.span().start));
+        topics.push(topic_value.into_inner());
     }
-    Source {
+    let source = Source {
         topics,
         group_id: non_empty(raw.group_id, "source.group_id", problems),
-    }
+    };
+    (source, lines)
 }
 
 /// Also refuses a sink that is one of the source topics: the pipeline would consume its own output
 /// forever.
-fn sink(raw: RawSink, source: Option<&Source>, problems: &mut Problems<'_>) -> Sink {
+fn sink(raw: RawSink, source: Option<&Source>, problems: &mut Problems<'_>) -> (Sink, usize) {
     if source.is_some_and(|source| source.topics.contains(raw.topic.get_ref())) {
         problems.at(
             raw.topic.span(),
@@ -118,9 +162,12 @@ fn sink(raw: RawSink, source: Option<&Source>, problems: &mut Problems<'_>) -> S
             ),
         );
     }
-    Sink {
+    topic(&raw.topic, "sink.topic", problems);
+    let line = problems.line_of(raw.topic.span().start);
+    let sink = Sink {
         topic: non_empty(raw.topic, "sink.topic", problems),
-    }
+    };
+    (sink, line)
 }
 
 fn transaction(raw: RawTransaction, problems: &mut Problems<'_>) -> Transaction {
@@ -182,9 +229,17 @@ fn batch(raw: Option<RawBatch>, problems: &mut Problems<'_>) -> Batch {
     }
 }
 
-fn errors(raw: Option<RawErrors>, problems: &mut Problems<'_>) -> ErrorPolicy {
+/// The policy, and the line of the dead-letter topic when there is one.
+fn errors(
+    raw: Option<RawErrors>,
+    source: Option<&Source>,
+    sink: Option<&Sink>,
+    problems: &mut Problems<'_>,
+) -> (ErrorPolicy, Option<usize>) {
     let default = ErrorPolicy::default();
-    let Some(raw) = raw else { return default };
+    let Some(raw) = raw else {
+        return (default, None);
+    };
     let max_retries = ranged(
         raw.max_retries.as_ref(),
         "errors.max_retries",
@@ -230,12 +285,57 @@ fn errors(raw: Option<RawErrors>, problems: &mut Problems<'_>) -> ErrorPolicy {
         problems,
     )
     .map(Duration::from_millis);
-    ErrorPolicy {
+    let on_failure = failure_action(&raw, problems);
+    let dead_letter_line = match (&on_failure, &raw.dead_letter_topic) {
+        (FailureAction::DeadLetter { .. }, Some(topic_value)) => {
+            dead_letter_topic(topic_value, source, sink, problems);
+            Some(problems.line_of(topic_value.span().start))
+        }
+        _ => None,
+    };
+    let policy = ErrorPolicy {
         max_retries: max_retries.unwrap_or(default.max_retries),
         max_retry_time,
-        on_failure: failure_action(&raw, problems),
+        on_failure,
         initial_backoff,
         max_backoff,
+    };
+    (policy, dead_letter_line)
+}
+
+/// Refuses a dead-letter topic that is also a source topic (set-aside records would be consumed
+/// again, and fail again) or the sink topic (they would mix with the good output).
+fn dead_letter_topic(
+    value: &Spanned<String>,
+    source: Option<&Source>,
+    sink: Option<&Sink>,
+    problems: &mut Problems<'_>,
+) {
+    const KEY: &str = "errors.dead_letter_topic";
+    topic(value, KEY, problems);
+    let name = value.get_ref();
+    if name.trim().is_empty() {
+        return;
+    }
+    if source.is_some_and(|source| source.topics.contains(name)) {
+        problems.at(
+            value.span(),
+            format!(
+                "`{KEY}` {} is also a source topic: dead-lettered records would be consumed again; \
+                 use a topic of its own",
+                shown(name)
+            ),
+        );
+    }
+    if sink.is_some_and(|sink| &sink.topic == name) {
+        problems.at(
+            value.span(),
+            format!(
+                "`{KEY}` {} is also `sink.topic`: dead-lettered records would mix with the output; \
+                 use a topic of its own",
+                shown(name)
+            ),
+        );
     }
 }
 

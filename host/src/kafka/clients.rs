@@ -15,6 +15,8 @@ use super::incarnation::Incarnation;
 use super::rebalance::RebalanceTracker;
 
 pub type Consumer = BaseConsumer<RebalanceTracker>;
+/// A client that never joins the group (see [`build_observer`]).
+pub type Observer = BaseConsumer<RebalanceTracker>;
 /// Threaded: its own thread serves delivery reports, so the pipeline never polls the producer and
 /// blocking transactional calls (which wait for reports) can use librdkafka's recommended
 /// infinite time-out.
@@ -40,7 +42,7 @@ pub fn build_producer(pipeline: &Pipeline, me: Incarnation) -> anyhow::Result<Pr
 
 /// A client that only asks the cluster questions (who is in the group): it never subscribes, so it
 /// never joins the group, and it works when the pipeline's own clients are fenced.
-pub fn build_observer(pipeline: &Pipeline) -> anyhow::Result<BaseConsumer<RebalanceTracker>> {
+pub fn build_observer(pipeline: &Pipeline) -> anyhow::Result<Observer> {
     let mut config = consumer_config(pipeline);
     config.remove("group.instance.id");
     config
@@ -50,17 +52,6 @@ pub fn build_observer(pipeline: &Pipeline) -> anyhow::Result<BaseConsumer<Rebala
         )
         .create_with_context(RebalanceTracker::default())
         .context("cannot create the Kafka client that describes the group")
-}
-
-/// Checks every librdkafka property of both clients without creating them (no broker needed).
-pub fn check_properties(pipeline: &Pipeline) -> anyhow::Result<()> {
-    consumer_config(pipeline)
-        .create_native_config()
-        .context("invalid consumer property (kafka.common or kafka.consumer)")?;
-    producer_config(pipeline)
-        .create_native_config()
-        .context("invalid producer property (kafka.common or kafka.producer)")?;
-    Ok(())
 }
 
 fn consumer_config(pipeline: &Pipeline) -> ClientConfig {

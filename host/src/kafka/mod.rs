@@ -1,4 +1,5 @@
-//! Everything that talks to Kafka: client construction, rebalance tracking, error classification.
+//! Everything that talks to Kafka: client construction, rebalance tracking, error classification,
+//! whether topics exist.
 //!
 //! This is the only part of the host (with `pipeline`) that knows rdkafka; `plugin` never sees it.
 
@@ -9,10 +10,13 @@ mod errors;
 mod incarnation;
 pub mod membership;
 mod rebalance;
+mod topics;
 
-pub use clients::{
-    build_consumer, build_observer, build_producer, check_properties, Consumer, Producer,
-};
+pub use clients::{build_consumer, build_observer, build_producer, Consumer, Observer, Producer};
 pub use delivery::{is_record_refusal, Deliveries, DeliveryTracker};
 pub use errors::{classify, fatal_hint, refine, ErrorClass};
 pub use incarnation::Incarnation;
+pub use topics::{
+    check_topics, check_topics_at_startup, describe, KnownTopics, TopicProblem, TopicState,
+    TopicsError, RECHECK_INTERVAL, STARTUP_DEADLINE,
+};

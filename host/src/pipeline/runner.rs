@@ -26,7 +26,7 @@ use crate::config::{Guarantee, Pipeline};
 use crate::kafka::membership::{self, Identity, Verdict};
 use crate::kafka::{
     build_consumer, build_observer, build_producer, classify, fatal_hint, Consumer, ErrorClass,
-    Incarnation, Producer,
+    Incarnation, Observer, Producer,
 };
 use crate::plugin::Chain;
 
@@ -162,6 +162,8 @@ pub fn run(pipeline: &Pipeline, mut chain: Chain, stop: &AtomicBool) -> Result<(
         pipeline.errors.max_retries,
         chain.describe().join(" -> ")
     );
+    let observer = build_observer(pipeline).map_err(RunError::Startup)?;
+    crate::kafka::check_topics_at_startup(pipeline, &observer).map_err(RunError::Startup)?;
     let mut stats = Stats::new(pipeline.log.stats_interval);
     let mut rejoins: Vec<Instant> = Vec::new();
     let result = loop {
@@ -188,7 +190,7 @@ pub fn run(pipeline: &Pipeline, mut chain: Chain, stop: &AtomicBool) -> Result<(
             member_id,
         };
         {
-            match answer_fence(pipeline, &identity, &reason, stop) {
+            match answer_fence(pipeline, &observer, &identity, &reason, stop) {
                 Ok(None) => break Ok(()),
                 Ok(Some(why)) => {
                     rejoins.retain(|at| at.elapsed() < REJOIN_WINDOW);
@@ -219,12 +221,12 @@ pub fn run(pipeline: &Pipeline, mut chain: Chain, stop: &AtomicBool) -> Result<(
 /// `why`; `Ok(None)`: stopped while asking; `Err`: a newer process took over.
 fn answer_fence(
     pipeline: &Pipeline,
+    observer: &Observer,
     me: &Identity<'_>,
     reason: &str,
     stop: &AtomicBool,
 ) -> Result<Option<String>, RunError> {
     let group = &pipeline.source.group_id;
-    let observer = build_observer(pipeline).map_err(RunError::Startup)?;
     let Some(members) = membership::ask(observer.client(), group, stop) else {
         return Ok(None);
     };

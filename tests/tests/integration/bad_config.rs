@@ -67,11 +67,7 @@ fn assert_refused(result: &CommandResult, expected: &[&str]) -> String {
         )
     };
     assert_eq!(result.code(), Some(2), "{}", describe());
-    let messages: Vec<&str> = result
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("txform: "))
-        .collect();
+    let messages = result.messages();
     assert_eq!(
         messages.len(),
         1,
@@ -241,5 +237,129 @@ fn plugin_built_against_an_older_api_version() {
             "0.0.1",
             "0.1.0",
         ],
+    );
+}
+
+/// The standard file with `old` replaced by `new` (which must be there once).
+fn pipeline_with(old: &str, new: &str) -> String {
+    let text = pipeline_text(&passthrough_path(), false);
+    assert_eq!(text.matches(old).count(), 1, "{old:?} in:\n{text}");
+    text.replace(old, new)
+}
+
+#[test]
+fn topic_names_kafka_refuses_are_named_with_their_line() {
+    let env = TestEnv::offline("config-topicname");
+    let config = write(
+        &env,
+        &pipeline_with("topic = \"out\"", "topic = \"bad out!\""),
+    );
+    for command in ["validate", "run"] {
+        assert_refused(
+            &txform(command, &config),
+            &[&format!(
+                "{}:9: `sink.topic` \"bad out!\" contains ' ' and '!', but a Kafka topic name may only contain ASCII letters, digits, '.', '_' and '-'",
+                config.display()
+            )],
+        );
+    }
+    let long = "t".repeat(300);
+    let config = write(
+        &env,
+        &pipeline_with("topics = [\"in\"]", &format!("topics = [\"{long}\"]")),
+    );
+    assert_refused(
+        &txform("validate", &config),
+        &[&format!(
+            "{}:5: `source.topics` \"{}…\" is 300 characters long, but a Kafka topic name has at most 249 characters",
+            config.display(),
+            "t".repeat(40)
+        )],
+    );
+}
+
+#[test]
+fn dead_letter_topic_that_is_the_sink_is_refused() {
+    let env = TestEnv::offline("config-dlqsink");
+    let text = pipeline_text(&passthrough_path(), false)
+        + "\n[errors]\non_failure = \"dead-letter\"\ndead_letter_topic = \"out\"\n";
+    let line = text.lines().count();
+    let config = write(&env, &text);
+    assert_refused(
+        &txform("validate", &config),
+        &[&format!(
+            "{}:{line}: `errors.dead_letter_topic` \"out\" is also `sink.topic`: dead-lettered records would mix with the output; use a topic of its own",
+            config.display()
+        )],
+    );
+}
+
+#[test]
+fn unknown_librdkafka_property_is_named_once_with_its_line() {
+    let env = TestEnv::offline("config-property");
+    let config = write(
+        &env,
+        &pipeline_with("\"\n\n[source]", "\"\n\"no.such.property\" = 1\n[source]"),
+    );
+    for command in ["validate", "run"] {
+        let message = assert_refused(
+            &txform(command, &config),
+            &[&format!(
+                "{}:3: `kafka.common.\"no.such.property\"` is not a librdkafka property (librdkafka ",
+                config.display()
+            )],
+        );
+        assert_eq!(
+            message.matches("no.such.property").count(),
+            1,
+            "the key is named once: {message}"
+        );
+    }
+}
+
+#[test]
+fn invalid_alias_value_is_named_under_the_key_as_written() {
+    let env = TestEnv::offline("config-alias");
+    let text = pipeline_text(&passthrough_path(), false)
+        + "\n[kafka.producer]\n\"linger.ms\" = \"soon\"\n";
+    let line = text.lines().count();
+    let config = write(&env, &text);
+    for command in ["validate", "run"] {
+        let message = assert_refused(
+            &txform(command, &config),
+            &[&format!(
+                "{}:{line}: `kafka.producer.\"linger.ms\"` is refused by librdkafka: Invalid value for configuration property \"linger.ms\"; allowed: 0 .. 900000 (float)",
+                config.display()
+            )],
+        );
+        assert!(
+            !message.contains("queue.buffering.max.ms"),
+            "librdkafka's name for the alias must not replace the user's: {message}"
+        );
+    }
+}
+
+#[test]
+fn refused_secret_value_is_not_echoed() {
+    let env = TestEnv::offline("config-secret");
+    let config = write(
+        &env,
+        &pipeline_with(
+            "\"\n\n[source]",
+            "\"\n\"sasl.jaas.config\" = \"org.example.Login required password=hunter2;\"\n[source]",
+        ),
+    );
+    let result = txform("validate", &config);
+    assert_refused(
+        &result,
+        &[&format!(
+            "{}:3: `kafka.common.\"sasl.jaas.config\"` has a value librdkafka refuses (not shown: the key holds a secret): Java JAAS configuration is not supported",
+            config.display()
+        )],
+    );
+    assert!(
+        !result.stderr.contains("hunter2") && !result.stdout.contains("hunter2"),
+        "the secret must not be shown:\n{}",
+        result.stderr
     );
 }
