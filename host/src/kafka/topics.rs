@@ -10,6 +10,7 @@
 //! unless the user sets `allow.auto.create.topics`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -138,20 +139,46 @@ pub fn check_topics<C: ClientContext>(
     }
 }
 
-/// The start-up check, to call right after the clients are built: a refused topic is an error (a
-/// configuration problem); a cluster that cannot be reached within [`STARTUP_DEADLINE`] is only a
-/// warning, because the rest of start-up waits for Kafka anyway and an outage is never a reason
-/// to stop.
-pub fn check_topics_at_startup(pipeline: &Pipeline, consumer: &Consumer) -> anyhow::Result<()> {
-    match check_topics(pipeline, consumer.client(), STARTUP_DEADLINE) {
-        Ok(()) => Ok(()),
-        Err(error @ TopicsError::Refused(_)) => Err(error.into()),
-        Err(error @ TopicsError::Unreachable { .. }) => {
-            log::warn!("topics not checked: {error}; starting anyway");
-            Ok(())
+/// The start-up check: a refused topic is an error (a configuration problem); a cluster that cannot
+/// be reached within [`STARTUP_DEADLINE`] is only a warning, because the rest of start-up waits for
+/// Kafka anyway and an outage is never a reason to stop. Returns `Ok(false)` if `stop` was set
+/// while waiting for the cluster.
+pub fn check_topics_at_startup(
+    pipeline: &Pipeline,
+    consumer: &Consumer,
+    stop: &AtomicBool,
+) -> anyhow::Result<bool> {
+    let started = Instant::now();
+    let mut reported = started;
+    loop {
+        match check_topics(pipeline, consumer.client(), STOP_CHECK_EVERY) {
+            Ok(()) => return Ok(true),
+            Err(error @ TopicsError::Refused(_)) => return Err(error.into()),
+            Err(_) if stop.load(Ordering::SeqCst) => return Ok(false),
+            Err(error @ TopicsError::Unreachable { .. })
+                if started.elapsed() >= STARTUP_DEADLINE =>
+            {
+                log::warn!("topics not checked: {error}; starting anyway");
+                return Ok(true);
+            }
+            Err(error @ TopicsError::Unreachable { .. }) => {
+                if reported.elapsed() >= UNREACHABLE_REPORT_EVERY {
+                    reported = Instant::now();
+                    log::warn!(
+                        "cannot reach the Kafka cluster for {:.0?}: {error}; still trying",
+                        started.elapsed()
+                    );
+                }
+            }
         }
     }
 }
+
+/// How often an unreachable cluster is reported while start-up waits for it.
+const UNREACHABLE_REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// How long one round of the start-up check may wait for the cluster before a stop is looked at.
+const STOP_CHECK_EVERY: Duration = Duration::from_secs(3);
 
 /// `file:line: key "topic" problem`.
 fn refusal(pipeline: &Pipeline, topic: &ConfiguredTopic<'_>, problem: &TopicProblem) -> String {

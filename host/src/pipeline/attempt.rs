@@ -17,7 +17,7 @@ use crate::plugin::Chain;
 
 use super::batch::Batch;
 use super::failure::{Cause, Failure};
-use super::retry::until_done;
+use super::retry::{abort_until_done, until_done};
 use super::sink::{produce_dead_letter, produce_outputs, ProduceFailure};
 
 /// How often outputs that are still not delivered are reported.
@@ -79,7 +79,7 @@ impl Attempt<'_, '_> {
     /// included). A fenced or fatal producer cannot abort: the broker (or the successor's
     /// `init_transactions`) does, and the original failure is what counts.
     fn abort(&self, failure: Failure) -> Failure {
-        let aborted = until_done("abort_transaction", |t| self.producer.abort_transaction(t));
+        let aborted = abort_until_done(|t| self.producer.abort_transaction(t));
         match (aborted, failure) {
             (Ok(()), failure) => failure,
             (Err(e), failure @ (Failure::Fenced(_) | Failure::Fatal(_))) => {

@@ -160,9 +160,18 @@ impl<'a> Copier<'a> {
                     },
                 })),
                 FailureAction::DeadLetter { .. } | FailureAction::Skip => {
-                    match isolate(&attempt, self.chain, cause, source, failures, self.stats) {
+                    log::warn!("batch failed {failures} time(s), last: {cause}");
+                    match isolate(
+                        &attempt,
+                        self.chain,
+                        source,
+                        failures,
+                        self.stats,
+                        self.stop,
+                    ) {
                         Ok(()) => Next::Committed,
                         // Isolation already rewound what it had not committed.
+                        Err(_) if self.stop.load(Ordering::SeqCst) => Next::End(End::Stopped),
                         Err(Failure::Kafka(message)) => self.kafka_retry(batch, false, &message),
                         Err(Failure::Fenced(message)) => Next::End(End::Fenced(message)),
                         Err(failure) => {

@@ -10,6 +10,9 @@ use rdkafka::util::Timeout;
 
 use crate::kafka::{classify, ErrorClass};
 
+/// One slice of an abort.
+const ABORT_SLICE: Duration = Duration::from_millis(500);
+
 /// One slice of a call that a stop may interrupt (`init_transactions`).
 const CALL_SLICE: Duration = Duration::from_secs(1);
 
@@ -26,6 +29,13 @@ const REPORT_EVERY: Duration = Duration::from_secs(30);
 /// by `shutdown`.
 pub fn until_done(what: &str, call: impl FnMut(Timeout) -> KafkaResult<()>) -> KafkaResult<()> {
     repeat(what, None, Timeout::Never, call).map(|_| ())
+}
+
+/// `abort_transaction` in slices, each call resuming the abort. With an infinite time-out librdkafka
+/// waits inside the call for messages held after a refused one, which are only released as the
+/// abort goes on: measured, an abort after a refused record never returned.
+pub fn abort_until_done(call: impl FnMut(Timeout) -> KafkaResult<()>) -> KafkaResult<()> {
+    repeat("abort_transaction", None, Timeout::After(ABORT_SLICE), call).map(|_| ())
 }
 
 /// Like [`until_done`], but gives up when `stop` is set: `Ok(false)`. For calls that change nothing

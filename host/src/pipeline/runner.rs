@@ -163,7 +163,11 @@ pub fn run(pipeline: &Pipeline, mut chain: Chain, stop: &AtomicBool) -> Result<(
         chain.describe().join(" -> ")
     );
     let observer = build_observer(pipeline).map_err(RunError::Startup)?;
-    crate::kafka::check_topics_at_startup(pipeline, &observer).map_err(RunError::Startup)?;
+    if !crate::kafka::check_topics_at_startup(pipeline, &observer, stop)
+        .map_err(RunError::Startup)?
+    {
+        return Ok(());
+    }
     let mut stats = Stats::new(pipeline.log.stats_interval);
     let mut rejoins: Vec<Instant> = Vec::new();
     let result = loop {

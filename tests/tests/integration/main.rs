@@ -17,6 +17,7 @@ mod harness;
 mod kill_restart;
 mod missing_topics;
 mod plugin_failure;
+mod stop;
 mod transient;
 mod zombie;
 
