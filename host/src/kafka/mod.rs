@@ -5,6 +5,7 @@
 mod clients;
 mod delivery;
 mod errors;
+pub mod headers;
 mod rebalance;
 mod trouble;
 
