@@ -112,6 +112,7 @@ impl Attempt<'_, '_> {
         produce_outputs(
             self.producer,
             &self.pipeline.sink.topic,
+            self.batch,
             range.start,
             &output.records,
         )

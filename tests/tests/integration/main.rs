@@ -15,6 +15,7 @@ mod happy_path;
 mod harness;
 mod kill_restart;
 mod plugin_failure;
+mod survival;
 mod transient;
 mod zombie;
 

@@ -1,0 +1,140 @@
+//! The host survives hostile records and misbehaving plugins, and applies its error policy to them
+//! like to any other record:
+//!
+//! - a source record whose header names are not UTF-8 is copied with its header bytes intact, or
+//!   dead-lettered with them;
+//!
+//! Inputs are the standard ones: on a fresh topic with `P` partitions, id `i` is at partition
+//! `i % P`, offset `i / P`.
+
+use txform_tests::dead_letter::{spawn_with_policy, ErrorPolicy};
+use txform_tests::{
+    produce, standard_inputs, table, wait_for_committed, wait_for_group_at_end, InputSpec,
+    PipelineConfig, Plugin, TestEnv, Topic, Txform,
+};
+
+use crate::error_policies::{
+    all_but, assert_dead_letter, assert_no_error_line, assert_output, dead_letters, fault_message,
+    final_totals, ATTEMPTS, FAULT_PLUGIN, INITIAL_BACKOFF_MS, MAX_BACKOFF_MS, MAX_RETRIES,
+};
+use crate::{EXIT_TIMEOUT, PROCESS_TIMEOUT};
+
+const N: u64 = 60;
+const PARTITIONS: i32 = 2;
+
+/// Header names that are not UTF-8; the last two have the same lossy UTF-8 form (`x\u{FFFD}y`).
+const BAD_KEYS: [&[u8]; 3] = [b"bad\xff\xfe-key", b"x\xffy", b"x\xfey"];
+
+/// The standard inputs, those with ids in `odd` also carrying headers with non-UTF-8 names
+/// (between the test id and a plain header, to check the order).
+fn inputs_with_bad_header_names(odd: &[u64]) -> Vec<InputSpec> {
+    standard_inputs(N, PARTITIONS)
+        .into_iter()
+        .enumerate()
+        .map(|(id, spec)| {
+            if !odd.contains(&(id as u64)) {
+                return spec;
+            }
+            spec.with_header(BAD_KEYS[0], Some(b"v0"))
+                .with_header(BAD_KEYS[1], Some(b"v1"))
+                .with_header(BAD_KEYS[2], None)
+                .with_header("after", Some(b"ok"))
+        })
+        .collect()
+}
+
+/// Runs `pipeline` (with `policy`, else the default `stop`) until each topic of `expected` has its
+/// count of committed records and the group committed all of `input`, then stops it: exit code 0.
+fn run_until_done(
+    env: &TestEnv,
+    pipeline: &PipelineConfig,
+    policy: Option<&ErrorPolicy>,
+    input: &Topic,
+    expected: &[(&Topic, usize)],
+) -> Txform {
+    let mut txform = match policy {
+        Some(policy) => spawn_with_policy(env, pipeline, policy, "0"),
+        None => env.spawn(pipeline, "0"),
+    };
+    for (topic, n) in expected {
+        wait_for_committed(topic, *n, PROCESS_TIMEOUT);
+    }
+    wait_for_group_at_end(&pipeline.group_id, input, PROCESS_TIMEOUT);
+    txform.terminate();
+    txform.expect_exit_code(0, EXIT_TIMEOUT);
+    txform
+}
+
+fn retrying(env: &TestEnv, input: &Topic, output: &Topic) -> PipelineConfig {
+    env.pipeline(&[input], output).batch(1000, 100).retries(
+        MAX_RETRIES,
+        INITIAL_BACKOFF_MS,
+        MAX_BACKOFF_MS,
+    )
+}
+
+#[test]
+fn non_utf8_header_names_are_copied_byte_for_byte() {
+    // Partition 1, offset 10 and partition 0, offset 20.
+    const ODD: [u64; 2] = [21, 40];
+    let env = TestEnv::new("bad-header-copy");
+    let input = env.create_topic("in", PARTITIONS);
+    let output = env.create_topic("out", PARTITIONS);
+    let produced = produce(&input, &inputs_with_bad_header_names(&ODD));
+    assert_eq!(produced[21].headers.len(), 5);
+
+    let pipeline = retrying(&env, &input, &output).transform(
+        "copy",
+        Plugin::passthrough(),
+        txform_tests::passthrough_config(),
+    );
+    let txform = run_until_done(&env, &pipeline, None, &input, &[(&output, N as usize)]);
+
+    // Every record, the odd ones with their header names' original bytes, in order.
+    assert_output(&produced, &output);
+    let totals = final_totals(&txform);
+    assert_eq!(
+        (totals.records_in, totals.records_out, totals.aborts),
+        (N, N, 0),
+        "final totals (in, out, aborts): {totals:?}"
+    );
+    assert_no_error_line(&txform);
+}
+
+#[test]
+fn record_with_non_utf8_header_names_is_dead_lettered_byte_for_byte() {
+    // Partition 1, offset 10 fails; partition 0, offset 20 passes through the fault plugin.
+    const POISON: u64 = 21;
+    const PASSING: u64 = 40;
+    let env = TestEnv::new("bad-header-dlq");
+    let input = env.create_topic("in", PARTITIONS);
+    let output = env.create_topic("out", PARTITIONS);
+    let dlq = env.create_topic("dlq", 1);
+    let produced = produce(&input, &inputs_with_bad_header_names(&[POISON, PASSING]));
+    let poison = produced[POISON as usize].clone();
+    assert_eq!((poison.partition, poison.offset), (1, 10));
+
+    let fault = table(&[("action", "error".into()), ("key_equals", "k000021".into())]);
+    let pipeline = retrying(&env, &input, &output).transform("guard", Plugin::fault(), fault);
+    let txform = run_until_done(
+        &env,
+        &pipeline,
+        Some(&ErrorPolicy::dead_letter(&dlq)),
+        &input,
+        &[(&output, N as usize - 1), (&dlq, 1)],
+    );
+
+    assert_output(&all_but(&produced, &[POISON]), &output);
+    let letters = dead_letters(&dlq);
+    assert_eq!(letters.len(), 1, "one dead-letter record: {letters:#?}");
+    // Key, value and every header of the source, names as their original bytes.
+    assert_dead_letter(&letters[0], &poison, &input, &dlq, "guard", FAULT_PLUGIN);
+    assert_eq!(
+        letters[0].error,
+        fault_message(&input, &poison, "key equals \"k000021\""),
+        "txform.error"
+    );
+    assert!(letters[0].attempts > ATTEMPTS, "{letters:#?}");
+    assert_eq!(final_totals(&txform).dead_lettered, 1);
+    assert_no_error_line(&txform);
+}
