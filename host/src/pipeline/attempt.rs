@@ -247,13 +247,14 @@ impl Attempt<'_, '_> {
     }
 
     fn produce_failure(&self, failure: ProduceFailure) -> Failure {
-        if is_record_refusal(&failure.error) {
-            Failure::Records {
-                source: Some(failure.source),
-                cause: Cause::sink(&failure),
+        match failure {
+            ProduceFailure::Kafka { error, .. } if !is_record_refusal(&error) => {
+                Failure::kafka(self.pipeline, "produce", error)
             }
-        } else {
-            Failure::kafka(self.pipeline, "produce", failure.error)
+            refused => Failure::Records {
+                source: Some(refused.record()),
+                cause: Cause::sink(&refused),
+            },
         }
     }
 }

@@ -1,5 +1,8 @@
-//! Producing a chain's outputs and dead-letter records. Header names are written as bytes (see
-//! `kafka::headers`).
+//! Producing a chain's outputs and dead-letter records.
+//!
+//! Everything a plugin chose is checked before it reaches rust-rdkafka, which panics on some of it
+//! (a topic name with a NUL byte) and would retry other parts forever (a topic name the broker
+//! refuses); header names are written as bytes (see `kafka::headers`).
 
 use std::time::Duration;
 
@@ -17,14 +20,37 @@ use crate::kafka::Producer;
 use super::batch::Batch;
 use super::failure::Cause;
 
-/// A record Kafka refused to enqueue; `source` is the index of its source record in the batch.
+/// An output that could not be enqueued; `record` is the index of its source record in the batch.
 #[derive(Debug, thiserror::Error)]
-#[error("producing to {topic}: {error}")]
-pub struct ProduceFailure {
-    pub source: usize,
-    pub topic: String,
-    #[source]
-    pub error: KafkaError,
+pub enum ProduceFailure {
+    #[error("producing to {topic}: {error}")]
+    Kafka {
+        record: usize,
+        topic: String,
+        #[source]
+        error: KafkaError,
+    },
+    /// The plugin named an output topic Kafka would refuse.
+    #[error(
+        "output topic {topic:?} is not a valid Kafka topic name: {problem} (a topic name is 1 to \
+         249 ASCII letters, digits, '.', '_' and '-', and neither \".\" nor \"..\")"
+    )]
+    BadTopic {
+        record: usize,
+        topic: String,
+        problem: String,
+    },
+}
+
+impl ProduceFailure {
+    /// The batch index of the source record of the output.
+    pub fn record(&self) -> usize {
+        match self {
+            ProduceFailure::Kafka { record, .. } | ProduceFailure::BadTopic { record, .. } => {
+                *record
+            }
+        }
+    }
 }
 
 /// Enqueues every output; `first` is the batch index of the chain's input 0. Delivery failures
@@ -37,13 +63,20 @@ pub fn produce_outputs(
     records: &[OutRecord],
 ) -> Result<(), ProduceFailure> {
     for record in records {
-        let topic = record
-            .topic
-            .as_ref()
-            .map(|t| t.as_str())
-            .into_option()
-            .unwrap_or(default_topic);
         let source = first + record.input as usize;
+        let topic = match record.topic.as_ref().into_option() {
+            None => default_topic,
+            Some(topic) => {
+                if let Some(problem) = topic_name_problem(topic) {
+                    return Err(ProduceFailure::BadTopic {
+                        record: source,
+                        topic: topic.to_string(),
+                        problem,
+                    });
+                }
+                topic.as_str()
+            }
+        };
         let mut message = BaseRecord::with_opaque_to(topic, source);
         // Most records carry no headers; skip allocating librdkafka's header list for them.
         if !record.headers.is_empty() {
@@ -133,13 +166,31 @@ fn send<'a>(
                 message = returned;
             }
             Err((error, returned)) => {
-                return Err(ProduceFailure {
-                    source: returned.delivery_opaque,
+                return Err(ProduceFailure::Kafka {
+                    record: returned.delivery_opaque,
                     topic: returned.topic.to_string(),
                     error,
                 })
             }
         }
+    }
+}
+
+/// Kafka's rule for topic names: why `name` breaks it, if it does. Kafka's limit is 249 characters;
+/// a NUL byte would also panic rust-rdkafka (`CString::new(..).unwrap()` in `send`).
+fn topic_name_problem(name: &str) -> Option<String> {
+    const MAX_LEN: usize = 249;
+    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if name.is_empty() {
+        Some("it is empty".to_string())
+    } else if name == "." || name == ".." {
+        Some(format!("it is {name:?}"))
+    } else if let Some(c) = name.chars().find(|&c| !legal(c)) {
+        Some(format!("it contains {c:?}"))
+    } else if name.len() > MAX_LEN {
+        Some(format!("it is {} characters long", name.len()))
+    } else {
+        None
     }
 }
 
@@ -190,6 +241,43 @@ fn original_name<'m>(view: &str, originals: &mut [(RawHeader<'m>, bool)]) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn topic_names_kafka_refuses_are_named() {
+        for ok in ["out", "a.b_c-D9", &"t".repeat(249)] {
+            assert_eq!(topic_name_problem(ok), None, "{ok}");
+        }
+        let cases = [
+            ("", "it is empty"),
+            (".", "it is \".\""),
+            ("..", "it is \"..\""),
+            ("bad\0topic", "it contains '\\0'"),
+            ("bad out!", "it contains ' '"),
+            ("caf\u{e9}", "it contains '\u{e9}'"),
+        ];
+        for (name, problem) in cases {
+            assert_eq!(
+                topic_name_problem(name).as_deref(),
+                Some(problem),
+                "{name:?}"
+            );
+        }
+        assert_eq!(
+            topic_name_problem(&"t".repeat(250)).as_deref(),
+            Some("it is 250 characters long")
+        );
+        let failure = ProduceFailure::BadTopic {
+            record: 3,
+            topic: "bad\0topic".into(),
+            problem: "it contains '\\0'".into(),
+        };
+        assert_eq!(
+            failure.to_string(),
+            "output topic \"bad\\0topic\" is not a valid Kafka topic name: it contains '\\0' (a topic \
+             name is 1 to 249 ASCII letters, digits, '.', '_' and '-', and neither \".\" nor \"..\")"
+        );
+        assert_eq!(failure.record(), 3);
+    }
 
     fn raw<'a>(key: &'a [u8]) -> (RawHeader<'a>, bool) {
         (RawHeader { key, value: None }, false)

@@ -3,19 +3,22 @@
 //!
 //! - a source record whose header names are not UTF-8 is copied with its header bytes intact, or
 //!   dead-lettered with them;
+//! - an output topic name Kafka would refuse (a NUL byte, an illegal character, too long) chosen by a
+//!   plugin is that record's failure: retried, then dead-lettered with the reason;
 //!
 //! Inputs are the standard ones: on a fresh topic with `P` partitions, id `i` is at partition
 //! `i % P`, offset `i / P`.
 
+use toml::{Table, Value};
 use txform_tests::dead_letter::{spawn_with_policy, ErrorPolicy};
 use txform_tests::{
     produce, standard_inputs, table, wait_for_committed, wait_for_group_at_end, InputSpec,
-    PipelineConfig, Plugin, TestEnv, Topic, Txform,
+    PipelineConfig, Plugin, Record, TestEnv, Topic, Txform,
 };
 
 use crate::error_policies::{
     all_but, assert_dead_letter, assert_no_error_line, assert_output, dead_letters, fault_message,
-    final_totals, ATTEMPTS, FAULT_PLUGIN, INITIAL_BACKOFF_MS, MAX_BACKOFF_MS, MAX_RETRIES,
+    final_totals, ATTEMPTS, FAULT_PLUGIN, INITIAL_BACKOFF_MS, MAX_BACKOFF_MS, MAX_RETRIES, SINK,
 };
 use crate::{EXIT_TIMEOUT, PROCESS_TIMEOUT};
 
@@ -136,5 +139,101 @@ fn record_with_non_utf8_header_names_is_dead_lettered_byte_for_byte() {
     );
     assert!(letters[0].attempts > ATTEMPTS, "{letters:#?}");
     assert_eq!(final_totals(&txform).dead_lettered, 1);
+    assert_no_error_line(&txform);
+}
+
+/// `routes` of the fault plugin: each `(partition, offset)` record goes to the topic named.
+fn routes(routes: &[((i32, i64), &str)]) -> Value {
+    Value::Array(
+        routes
+            .iter()
+            .map(|&((partition, offset), topic)| {
+                Value::Table(table(&[
+                    ("partition", partition.into()),
+                    ("offset", offset.into()),
+                    ("topic", topic.into()),
+                ]))
+            })
+            .collect(),
+    )
+}
+
+/// The txform.error of a record whose output topic `topic` is not a valid name because of `problem`.
+fn bad_topic_error(topic: &str, problem: &str) -> String {
+    format!(
+        "output topic {topic:?} is not a valid Kafka topic name: {problem} (a topic name is 1 to 249 \
+         ASCII letters, digits, '.', '_' and '-', and neither \".\" nor \"..\")"
+    )
+}
+
+#[test]
+fn output_topics_kafka_would_refuse_are_dead_lettered_with_the_reason() {
+    // Ids 10, 21 and 40: partition 0 offset 5, partition 1 offset 10, partition 0 offset 20.
+    const BAD: [u64; 3] = [10, 21, 40];
+    let long = "t".repeat(300);
+    let env = TestEnv::new("bad-topics");
+    let input = env.create_topic("in", PARTITIONS);
+    let output = env.create_topic("out", PARTITIONS);
+    let dlq = env.create_topic("dlq", 1);
+    let produced = produce(&input, &standard_inputs(N, PARTITIONS));
+
+    let fault: Table = table(&[
+        (
+            "routes",
+            routes(&[
+                ((0, 5), "bad\0topic"),
+                ((1, 10), "bad out!"),
+                ((0, 20), long.as_str()),
+            ]),
+        ),
+        ("keep_partition", true.into()),
+    ]);
+    let pipeline = retrying(&env, &input, &output).transform("route", Plugin::fault(), fault);
+    let txform = run_until_done(
+        &env,
+        &pipeline,
+        Some(&ErrorPolicy::dead_letter(&dlq)),
+        &input,
+        &[(&output, N as usize - BAD.len()), (&dlq, BAD.len())],
+    );
+
+    assert_output(&all_but(&produced, &BAD), &output);
+    let mut letters = dead_letters(&dlq);
+    assert_eq!(
+        letters.len(),
+        3,
+        "one dead-letter record each: {letters:#?}"
+    );
+    letters.sort_by_key(|l| l.source());
+    let expected: [(&Record, String); 3] = [
+        (
+            &produced[10],
+            bad_topic_error("bad\0topic", "it contains '\\0'"),
+        ),
+        (
+            &produced[40],
+            bad_topic_error(&long, "it is 300 characters long"),
+        ),
+        (
+            &produced[21],
+            bad_topic_error("bad out!", "it contains ' '"),
+        ),
+    ];
+    for (letter, (source, error)) in letters.iter().zip(&expected) {
+        assert_dead_letter(letter, source, &input, &dlq, "sink", SINK);
+        assert_eq!(
+            &letter.error,
+            error,
+            "txform.error of {}",
+            source.position()
+        );
+        assert!(letter.attempts >= ATTEMPTS, "{letter:#?}");
+    }
+    let totals = final_totals(&txform);
+    assert_eq!(
+        (totals.records_in, totals.records_out, totals.dead_lettered),
+        (N, N - 3, 3),
+        "final totals (in, out, dead_lettered): {totals:?}"
+    );
     assert_no_error_line(&txform);
 }
