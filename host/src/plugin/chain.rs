@@ -1,7 +1,8 @@
 //! A chain of transform instances run on one batch: each stage's output feeds the next.
 //!
 //! Invariants: every output and rejection is attributed to the index of the source record it came
-//! from; a stage that panicked is re-created before the chain runs again.
+//! from; a stage that panicked is re-created before the chain runs again, and a panicked instance is
+//! never dropped.
 
 use abi_stable::std_types::{ROption, RResult, RSlice, RVec};
 use txform_plugin_api::{
@@ -19,6 +20,8 @@ struct Stage {
     module: PluginModRef,
     config_json: String,
     instance: TransformBox,
+    /// The instance panicked and could not be replaced yet.
+    poisoned: bool,
 }
 
 /// The loaded transform chain of a pipeline.
@@ -104,6 +107,7 @@ impl Chain {
                 module,
                 config_json: spec.config_json.clone(),
                 instance,
+                poisoned: false,
             });
         }
         Ok(Chain {
@@ -191,6 +195,18 @@ impl Chain {
     }
 }
 
+impl Drop for Chain {
+    /// Healthy instances are dropped (their plugin-api guards a panicking `Drop`); a poisoned one
+    /// is leaked, see [`Stage::recreate`].
+    fn drop(&mut self) {
+        for stage in std::mem::take(&mut self.stages) {
+            if stage.poisoned {
+                std::mem::forget(stage);
+            }
+        }
+    }
+}
+
 impl Stage {
     fn call(&mut self, batch: &[Record<'_>], out: &mut Output) -> Result<(), StageFailure> {
         out.clear();
@@ -207,6 +223,7 @@ impl Stage {
         };
         out.clear();
         if error.panicked {
+            self.poisoned = true;
             self.recreate();
         }
         Err(StageFailure {
@@ -218,6 +235,11 @@ impl Stage {
     }
 
     /// A panicked instance may hold broken state: replace it with a fresh one from the same config.
+    ///
+    /// The panicked instance is leaked, never dropped: its invariants are broken, so its `Drop` may
+    /// panic again, and a panic in a plugin's drop function aborts the process (abi_stable's
+    /// destructors are `extern "C"`; the host cannot catch it). The cost is the instance's memory,
+    /// once per panic, and each panic is logged.
     fn recreate(&mut self) {
         match create(self.module, &self.config_json) {
             Ok(instance) => {
@@ -225,7 +247,8 @@ impl Stage {
                     "transform `{}` panicked; re-created its instance",
                     self.name
                 );
-                self.instance = instance;
+                std::mem::forget(std::mem::replace(&mut self.instance, instance));
+                self.poisoned = false;
             }
             // The old instance stays; its next call will fail again and the error policy decides.
             Err(error) => log::error!(

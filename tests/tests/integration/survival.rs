@@ -5,6 +5,8 @@
 //!   dead-lettered with them;
 //! - an output topic name Kafka would refuse (a NUL byte, an illegal character, too long) chosen by a
 //!   plugin is that record's failure: retried, then dead-lettered with the reason;
+//! - a plugin instance whose `Drop` panics neither kills the host when it is replaced after a panic
+//!   nor turns a clean stop into an abort;
 //!
 //! Inputs are the standard ones: on a fresh topic with `P` partitions, id `i` is at partition
 //! `i % P`, offset `i / P`.
@@ -235,5 +237,80 @@ fn output_topics_kafka_would_refuse_are_dead_lettered_with_the_reason() {
         (N, N - 3, 3),
         "final totals (in, out, dead_lettered): {totals:?}"
     );
+    assert_no_error_line(&txform);
+}
+
+/// The line the plugin-api prints when a transform instance panics while being dropped.
+const DROP_PANIC: &str = "a transform instance panicked while being dropped";
+
+#[test]
+fn instance_whose_drop_panics_is_replaced_after_a_panic_and_the_host_survives() {
+    let env = TestEnv::new("panic-in-drop");
+    let input = env.create_topic("in", PARTITIONS);
+    let output = env.create_topic("out", PARTITIONS);
+    let produced = produce(&input, &standard_inputs(N, PARTITIONS));
+
+    // Panics once on partition 1, offset 7; every instance panics when dropped.
+    let fault = table(&[
+        ("action", "panic".into()),
+        (
+            "offsets",
+            Value::Array(vec![Value::Table(table(&[
+                ("partition", 1.into()),
+                ("offset", 7.into()),
+            ]))]),
+        ),
+        ("times", 1.into()),
+        ("panic_in_drop", true.into()),
+    ]);
+    let pipeline = retrying(&env, &input, &output).transform("crash", Plugin::fault(), fault);
+    let txform = run_until_done(&env, &pipeline, None, &input, &[(&output, N as usize)]);
+
+    assert_output(&produced, &output);
+    assert_eq!(
+        txform
+            .log_lines("transform `crash` panicked; re-created its instance")
+            .len(),
+        1,
+        "the panicked stage was re-created once"
+    );
+    // The panicked instance is never dropped; the re-created one is, at the clean stop.
+    let drops = txform.log_lines(DROP_PANIC);
+    assert_eq!(drops.len(), 1, "one instance dropped: {drops:#?}");
+    assert!(
+        drops[0].contains("fault injected: panic_in_drop"),
+        "{drops:#?}"
+    );
+    let totals = final_totals(&txform);
+    assert_eq!(
+        (
+            totals.records_in,
+            totals.records_out,
+            totals.aborts,
+            totals.retries
+        ),
+        (N, N, 1, 1),
+        "final totals (in, out, aborts, retries): {totals:?}"
+    );
+    assert_no_error_line(&txform);
+}
+
+#[test]
+fn drop_that_panics_at_a_clean_stop_still_exits_0() {
+    let env = TestEnv::new("panic-in-drop-stop");
+    let input = env.create_topic("in", PARTITIONS);
+    let output = env.create_topic("out", PARTITIONS);
+    let produced = produce(&input, &standard_inputs(N, PARTITIONS));
+
+    let fault = table(&[
+        ("panic_in_drop", true.into()),
+        ("keep_partition", true.into()),
+    ]);
+    let pipeline = retrying(&env, &input, &output).transform("fragile", Plugin::fault(), fault);
+    let txform = run_until_done(&env, &pipeline, None, &input, &[(&output, N as usize)]);
+
+    assert_output(&produced, &output);
+    assert_eq!(txform.log_lines(DROP_PANIC).len(), 1, "{}", txform.tail(20));
+    assert_eq!(final_totals(&txform).records_out, N);
     assert_no_error_line(&txform);
 }
