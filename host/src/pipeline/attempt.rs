@@ -105,6 +105,15 @@ impl Attempt<'_, '_> {
                 error: format!("rejected: {}", rejection.reason),
             };
             self.set_aside(index, &cause, 1, &mut done)?;
+            if !rejection.also.is_empty() {
+                let n = rejection.also.len();
+                log::warn!(
+                    "{} was also rejected {n} more time{}: {}",
+                    self.batch.source_of(index),
+                    if n == 1 { "" } else { "s" },
+                    rejection.also.join("; ")
+                );
+            }
             rejected.insert(rejection.input as u32);
         }
         // Outputs of a rejected input go with it.

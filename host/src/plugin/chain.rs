@@ -1,8 +1,10 @@
 //! A chain of transform instances run on one batch: each stage's output feeds the next.
 //!
 //! Invariants: every output and rejection is attributed to the index of the source record it came
-//! from; a stage that panicked is re-created before the chain runs again, and a panicked instance is
-//! never dropped.
+//! from; a source record has at most one rejection; a stage that panicked is re-created before the
+//! chain runs again, and a panicked instance is never dropped.
+
+use std::collections::HashMap;
 
 use abi_stable::std_types::{ROption, RResult, RSlice, RVec};
 use txform_plugin_api::{
@@ -49,6 +51,8 @@ pub struct Rejected {
     pub plugin: String,
     pub version: String,
     pub reason: String,
+    /// Every later rejection of the same record, described as "transform, plugin and version: reason".
+    pub also: Vec<String>,
 }
 
 /// A stage call that failed; the whole batch must be aborted.
@@ -191,7 +195,10 @@ impl Chain {
             drop(headers);
             records = next;
         }
-        Ok(ChainOutput { records, rejected })
+        Ok(ChainOutput {
+            records,
+            rejected: first_per_source(rejected),
+        })
     }
 }
 
@@ -283,7 +290,28 @@ fn collect_rejections(
         plugin: stage.info.name.to_string(),
         version: stage.info.version.to_string(),
         reason: r.reason.to_string(),
+        also: Vec::new(),
     }));
+}
+
+/// The first rejection of each source record, in order, the later ones of the same record listed in
+/// its `also`: a record is set aside once, for the first reason.
+fn first_per_source(rejected: Vec<Rejected>) -> Vec<Rejected> {
+    let mut first: Vec<Rejected> = Vec::with_capacity(rejected.len());
+    let mut by_input: HashMap<usize, usize> = HashMap::new();
+    for r in rejected {
+        match by_input.get(&r.input) {
+            Some(&at) => first[at].also.push(format!(
+                "transform `{}` ({} {}): {}",
+                r.stage, r.plugin, r.version, r.reason
+            )),
+            None => {
+                by_input.insert(r.input, first.len());
+                first.push(r);
+            }
+        }
+    }
+    first
 }
 
 /// A later stage that leaves topic or partition unset keeps what an earlier stage chose.
@@ -298,4 +326,36 @@ fn inherit_route(out: &mut OutRecord, previous: &OutRecord) {
 
 fn option_slice(bytes: &ROption<RVec<u8>>) -> Option<&[u8]> {
     bytes.as_ref().map(|b| b.as_slice()).into_option()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(input: usize, stage: &str, reason: &str) -> Rejected {
+        Rejected {
+            input,
+            stage: stage.into(),
+            plugin: "p".into(),
+            version: "1.0".into(),
+            reason: reason.into(),
+            also: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_record_keeps_its_first_rejection_and_lists_the_others() {
+        let merged = first_per_source(vec![
+            rejected(4, "a", "first"),
+            rejected(2, "a", "other record"),
+            rejected(4, "b", "second"),
+            rejected(4, "b", "third"),
+        ]);
+        let mut expected = vec![rejected(4, "a", "first"), rejected(2, "a", "other record")];
+        expected[0].also = vec![
+            "transform `b` (p 1.0): second".to_string(),
+            "transform `b` (p 1.0): third".to_string(),
+        ];
+        assert_eq!(merged, expected);
+    }
 }

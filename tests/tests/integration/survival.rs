@@ -7,6 +7,7 @@
 //!   plugin is that record's failure: retried, then dead-lettered with the reason;
 //! - a plugin instance whose `Drop` panics neither kills the host when it is replaced after a panic
 //!   nor turns a clean stop into an abort;
+//! - a source record rejected more than once in one attempt gets one dead-letter record.
 //!
 //! Inputs are the standard ones: on a fresh topic with `P` partitions, id `i` is at partition
 //! `i % P`, offset `i / P`.
@@ -312,5 +313,72 @@ fn drop_that_panics_at_a_clean_stop_still_exits_0() {
     assert_output(&produced, &output);
     assert_eq!(txform.log_lines(DROP_PANIC).len(), 1, "{}", txform.tail(20));
     assert_eq!(final_totals(&txform).records_out, N);
+    assert_no_error_line(&txform);
+}
+
+#[test]
+fn record_rejected_twice_in_one_attempt_is_dead_lettered_once() {
+    // Partition 1, offset 5.
+    const REJECTED: u64 = 11;
+    let env = TestEnv::new("reject-twice");
+    let input = env.create_topic("in", PARTITIONS);
+    let output = env.create_topic("out", PARTITIONS);
+    let dlq = env.create_topic("dlq", 1);
+    let produced = produce(&input, &standard_inputs(N, PARTITIONS));
+    let rejected = produced[REJECTED as usize].clone();
+    assert_eq!((rejected.partition, rejected.offset), (1, 5));
+
+    // "double" emits every record twice; "vet" rejects both copies of the rejected record.
+    let double = table(&[("copies", 2.into()), ("keep_partition", true.into())]);
+    let vet = table(&[
+        ("action", "reject".into()),
+        ("key_equals", "k000011".into()),
+    ]);
+    let pipeline = retrying(&env, &input, &output)
+        .transform("double", Plugin::fault(), double)
+        .transform("vet", Plugin::fault(), vet);
+    let expected: Vec<Record> = all_but(&produced, &[REJECTED])
+        .into_iter()
+        .flat_map(|r| [r.clone(), r])
+        .collect();
+    let txform = run_until_done(
+        &env,
+        &pipeline,
+        Some(&ErrorPolicy::dead_letter(&dlq)),
+        &input,
+        &[(&output, expected.len()), (&dlq, 1)],
+    );
+
+    assert_output(&expected, &output);
+    let letters = dead_letters(&dlq);
+    assert_eq!(letters.len(), 1, "one dead-letter record: {letters:#?}");
+    assert_dead_letter(&letters[0], &rejected, &input, &dlq, "vet", FAULT_PLUGIN);
+    let reason = fault_message(&input, &rejected, "key equals \"k000011\"");
+    assert_eq!(
+        letters[0].error,
+        format!("rejected: {reason}"),
+        "txform.error"
+    );
+    assert_eq!(letters[0].attempts, 1, "set aside at its first attempt");
+    let also = txform.log_lines("was also rejected");
+    assert_eq!(also.len(), 1, "{also:#?}");
+    assert!(
+        also[0].ends_with(&format!(
+            "{}/1@5 was also rejected 1 more time: transform `vet` (txform-fault 0.1.0): {reason}",
+            input.name
+        )),
+        "{also:#?}"
+    );
+    let totals = final_totals(&txform);
+    assert_eq!(
+        (
+            totals.records_in,
+            totals.records_out,
+            totals.dead_lettered,
+            totals.aborts
+        ),
+        (N, 2 * (N - 1), 1, 0),
+        "final totals (in, out, dead_lettered, aborts): {totals:?}"
+    );
     assert_no_error_line(&txform);
 }
