@@ -172,4 +172,20 @@ mod tests {
         // A copy keeps the byte names (librdkafka copies names with their length).
         assert_eq!(owned(&headers.clone()).collect::<Vec<_>>(), expected);
     }
+
+    #[test]
+    fn a_name_with_a_nul_byte_is_written_whole_and_read_up_to_the_nul() {
+        // librdkafka writes the name with its length (no panic, nothing lost on the wire); its
+        // accessor hands names back NUL-terminated.
+        let headers = insert(OwnedHeaders::new(), b"a\0b", Some(b"v"));
+        assert_eq!(headers.count(), 1);
+        let read: Vec<RawHeader<'_>> = owned(&headers).collect();
+        assert_eq!(
+            read,
+            [RawHeader {
+                key: b"a",
+                value: Some(b"v")
+            }]
+        );
+    }
 }
