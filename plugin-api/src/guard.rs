@@ -3,6 +3,7 @@
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
+use std::mem::ManuallyDrop;
 use std::panic::{self, catch_unwind, AssertUnwindSafe};
 use std::sync::Once;
 
@@ -37,12 +38,33 @@ extern "C" fn new_transform<T: Transform>(
         T::new(config)
     });
     created
-        .map(|instance| TransformObj_TO::from_value(Guarded(instance), TD_Opaque))
+        .map(|instance| {
+            TransformObj_TO::from_value(Guarded(ManuallyDrop::new(instance)), TD_Opaque)
+        })
         .into()
 }
 
-/// A transform instance whose every call is guarded.
-struct Guarded<T>(T);
+/// A transform instance whose every call, and its drop, is guarded.
+struct Guarded<T>(ManuallyDrop<T>);
+
+/// The host drops instances through abi_stable's `extern "C"` destructor, where a panic aborts the
+/// process: a clean stop would end in an abort. The panic is caught here and reported on stderr
+/// (there is no call to return it from).
+impl<T> Drop for Guarded<T> {
+    fn drop(&mut self) {
+        // SAFETY: `self.0` is taken once, here, and never used again.
+        let instance = unsafe { ManuallyDrop::take(&mut self.0) };
+        if let Err(error) = guarded(move || {
+            drop(instance);
+            Ok(())
+        }) {
+            eprintln!(
+                "txform-plugin-api: a transform instance panicked while being dropped: {}",
+                error.message
+            );
+        }
+    }
+}
 
 impl<T: Transform> TransformObj for Guarded<T> {
     fn transform(
@@ -125,6 +147,19 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct PanicsInDrop;
+
+    impl Drop for PanicsInDrop {
+        fn drop(&mut self) {
+            panic!("drop");
+        }
+    }
+
+    #[test]
+    fn a_panic_in_drop_is_caught() {
+        drop(Guarded(ManuallyDrop::new(PanicsInDrop)));
+    }
 
     #[test]
     fn errors_and_panics_become_call_errors() {

@@ -23,6 +23,11 @@ pub struct Record<'a> {
 }
 
 /// One record header, borrowed.
+///
+/// Kafka header names are bytes; a name that is not UTF-8 arrives as its lossy UTF-8 form (each
+/// invalid sequence replaced by U+FFFD). An output header with exactly that name, from an output of
+/// the same source record, is written with the original bytes again, so passing a header on
+/// unchanged keeps it byte for byte.
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, Copy)]
 pub struct Header<'a> {

@@ -2,14 +2,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::records::Record;
+use crate::records::{HeaderList, Record};
 
 /// Key, value and headers: what a passthrough must preserve.
-pub type Content = (
-    Option<Vec<u8>>,
-    Option<Vec<u8>>,
-    Vec<(String, Option<Vec<u8>>)>,
-);
+pub type Content = (Option<Vec<u8>>, Option<Vec<u8>>, HeaderList);
 
 pub fn content_of(record: &Record) -> Content {
     (
@@ -55,7 +51,8 @@ fn show(record: &Record) -> String {
         .iter()
         .map(|(k, v)| {
             format!(
-                "{k}={}",
+                "{}={}",
+                k.escape_ascii(),
                 v.as_deref()
                     .map(String::from_utf8_lossy)
                     .unwrap_or_default()

@@ -167,13 +167,14 @@ impl DeadLetter {
             record.headers
         );
         let (own, added) = record.headers.split_at(n - DEAD_LETTER_HEADERS.len());
-        let names: Vec<&str> = added.iter().map(|(k, _)| k.as_str()).collect();
+        let names: Vec<&[u8]> = added.iter().map(|(k, _)| k.as_slice()).collect();
+        let expected: Vec<&[u8]> = DEAD_LETTER_HEADERS.iter().map(|k| k.as_bytes()).collect();
         assert_eq!(
-            names, DEAD_LETTER_HEADERS,
+            names, expected,
             "dead-letter record at {at}: the last headers must be the txform.* ones, in order"
         );
         assert!(
-            own.iter().all(|(k, _)| !k.starts_with("txform.")),
+            own.iter().all(|(k, _)| !k.starts_with(b"txform.")),
             "dead-letter record at {at}: txform.* header among the source record's own: {own:?}"
         );
         let text = |i: usize| -> Option<String> {
@@ -181,7 +182,7 @@ impl DeadLetter {
                 String::from_utf8(v.to_vec()).unwrap_or_else(|e| {
                     panic!(
                         "dead-letter record at {at}: header {} is not UTF-8: {e}",
-                        added[i].0
+                        DEAD_LETTER_HEADERS[i]
                     )
                 })
             })
@@ -190,7 +191,7 @@ impl DeadLetter {
             text(i).unwrap_or_else(|| {
                 panic!(
                     "dead-letter record at {at}: header {} has no value",
-                    added[i].0
+                    DEAD_LETTER_HEADERS[i]
                 )
             })
         };

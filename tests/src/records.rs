@@ -4,13 +4,16 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
 use crate::broker::client_config;
 use crate::topics::Topic;
+
+/// Record headers, in order: name bytes (Kafka header names need not be UTF-8) and value.
+pub type HeaderList = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
 /// Header carrying each input's unique id, so outputs can be traced to inputs whatever a transform
 /// did to the key and value.
@@ -23,7 +26,7 @@ pub struct Record {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    pub headers: HeaderList,
 }
 
 impl Record {
@@ -49,7 +52,7 @@ impl Record {
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers
             .iter()
-            .find(|(k, _)| k == name)
+            .find(|(k, _)| k == name.as_bytes())
             .and_then(|(_, v)| v.as_deref())
     }
 
@@ -66,15 +69,11 @@ impl Record {
         format!("{}@{}", self.partition, self.offset)
     }
 
-    pub(crate) fn from_message<M: Message>(message: &M) -> Record {
-        let headers = message
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                    .collect()
-            })
-            .unwrap_or_default();
+    /// Reads header names as bytes: rust-rdkafka's own header accessor panics on non-UTF-8 names.
+    pub(crate) fn from_message(message: &BorrowedMessage<'_>) -> Record {
+        let headers = txform::kafka::headers::headers(message)
+            .map(|h| (h.key.to_vec(), h.value.map(<[u8]>::to_vec)))
+            .collect();
         Record {
             partition: message.partition(),
             offset: message.offset(),
@@ -91,7 +90,7 @@ pub struct InputSpec {
     pub partition: i32,
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    pub headers: HeaderList,
 }
 
 impl InputSpec {
@@ -103,7 +102,7 @@ impl InputSpec {
             key: Some(format!("k{id:06}").into_bytes()),
             value: Some(format!("{{\"id\":{id},\"seq\":\"id-{id:06}\"}}").into_bytes()),
             headers: vec![(
-                TEST_ID_HEADER.to_string(),
+                TEST_ID_HEADER.as_bytes().to_vec(),
                 Some(id.to_string().into_bytes()),
             )],
         }
@@ -113,6 +112,20 @@ impl InputSpec {
         self.value = Some(value.into());
         self
     }
+
+    /// Appends a header; its name may be any bytes.
+    pub fn with_header(mut self, key: impl Into<Vec<u8>>, value: Option<&[u8]>) -> InputSpec {
+        self.headers.push((key.into(), value.map(<[u8]>::to_vec)));
+        self
+    }
+}
+
+/// `headers` as a librdkafka header list, names written as bytes (rust-rdkafka's own `insert` takes
+/// UTF-8 names only).
+pub fn owned_headers(headers: &[(Vec<u8>, Option<Vec<u8>>)]) -> OwnedHeaders {
+    headers.iter().fold(OwnedHeaders::new(), |hs, (k, v)| {
+        txform::kafka::headers::insert(hs, k, v.as_deref())
+    })
 }
 
 /// `n` standard inputs (ids `0..n`) spread round robin over `partitions` partitions: id `i` goes to
@@ -197,15 +210,7 @@ impl InputProducer {
                 input.partition,
                 topic.name
             );
-            let headers = input
-                .headers
-                .iter()
-                .fold(OwnedHeaders::new(), |hs, (k, v)| {
-                    hs.insert(Header {
-                        key: k.as_str(),
-                        value: v.as_deref(),
-                    })
-                });
+            let headers = owned_headers(&input.headers);
             let mut record: BaseRecord<'_, [u8], [u8], Box<usize>> =
                 BaseRecord::with_opaque_to(&topic.name, Box::new(index))
                     .partition(input.partition)

@@ -311,6 +311,14 @@ impl FailureAction {
             FailureAction::Skip => "skip",
         }
     }
+
+    /// The dead-letter topic, under `dead-letter`.
+    pub fn dead_letter_topic(&self) -> Option<&str> {
+        match self {
+            FailureAction::DeadLetter { topic } => Some(topic),
+            FailureAction::Stop | FailureAction::Skip => None,
+        }
+    }
 }
 
 /// `[log]`: periodic reporting.

@@ -1,6 +1,7 @@
 //! One attempt at a contiguous range of a batch: in exactly-once mode one Kafka transaction, aborted
 //! on any failure; in at-least-once mode produce, flush, then commit the offsets.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::ops::Range;
 
@@ -12,7 +13,7 @@ use rdkafka::producer::Producer as _;
 use txform_plugin_api::Record;
 
 use crate::config::{FailureAction, Guarantee, Pipeline};
-use crate::kafka::{is_record_refusal, Consumer, Deliveries, Producer};
+use crate::kafka::{is_record_refusal, Consumer, Deliveries, KnownTopics, Producer};
 use crate::plugin::Chain;
 
 use super::batch::Batch;
@@ -30,6 +31,8 @@ pub struct Attempt<'a, 'c> {
     pub producer: &'a Producer,
     pub batch: &'a Batch<'c>,
     pub records: &'a [Record<'a>],
+    /// Which plugin-chosen output topics exist.
+    pub topics: &'a RefCell<KnownTopics>,
 }
 
 /// What an attempt does with its range.
@@ -124,6 +127,15 @@ impl Attempt<'_, '_> {
                 error: format!("rejected: {}", rejection.reason),
             };
             self.set_aside(index, &cause, 1, &mut done)?;
+            if !rejection.also.is_empty() {
+                let n = rejection.also.len();
+                log::warn!(
+                    "{} was also rejected {n} more time{}: {}",
+                    self.batch.source_of(index),
+                    if n == 1 { "" } else { "s" },
+                    rejection.also.join("; ")
+                );
+            }
             rejected.insert(rejection.input as u32);
         }
         // Outputs of a rejected input go with it.
@@ -131,8 +143,10 @@ impl Attempt<'_, '_> {
         produce_outputs(
             self.producer,
             &self.pipeline.sink.topic,
+            self.batch,
             range.start,
             &output.records,
+            &mut |topic| self.missing(topic),
         )
         .map_err(|failure| self.produce_failure(failure))?;
         done.produced = output.records.len();
@@ -246,14 +260,29 @@ impl Attempt<'_, '_> {
         }
     }
 
+    /// Why the cluster cannot take records for the plugin-chosen `topic`, if it cannot (asked once
+    /// per topic, see `KnownTopics`): that record's failure, not Kafka's.
+    fn missing(&self, topic: &str) -> Option<String> {
+        let mut known = self.topics.try_borrow_mut().ok()?;
+        let problem = known
+            .check(self.consumer.client(), topic)
+            .err()?
+            .to_string();
+        Some(match problem.strip_prefix(&format!("{topic:?} ")) {
+            Some(rest) => rest.to_string(),
+            None => problem,
+        })
+    }
+
     fn produce_failure(&self, failure: ProduceFailure) -> Failure {
-        if is_record_refusal(&failure.error) {
-            Failure::Records {
-                source: Some(failure.source),
-                cause: Cause::sink(&failure),
+        match failure {
+            ProduceFailure::Kafka { error, .. } if !is_record_refusal(&error) => {
+                Failure::kafka("produce", error)
             }
-        } else {
-            Failure::kafka("produce", failure.error)
+            refused => Failure::Records {
+                source: Some(refused.record()),
+                cause: Cause::sink(&refused),
+            },
         }
     }
 }

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer as _;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use txform_plugin_api::{Header, Record};
 
+use crate::kafka::headers::headers as raw_headers;
 use crate::kafka::{classify, Consumer, ErrorClass};
 
 /// How long one idle poll waits, so a shutdown request is seen promptly.
@@ -218,15 +219,28 @@ impl<'c> Batch<'c> {
     }
 
     /// Calls `f` with zero-copy record views of the batch.
+    ///
+    /// Header names are bytes in Kafka but `str` at the plugin boundary: a name that is not UTF-8
+    /// reaches plugins as its lossy UTF-8 form (invalid bytes become U+FFFD), which the sink turns
+    /// back into the original bytes when a plugin passes the header on unchanged.
     pub fn with_records<R>(&self, f: impl FnOnce(&[Record<'_>]) -> R) -> R {
+        // (index in `headers`, lossy name) of every name that is not UTF-8; rare.
+        let mut lossy: Vec<(usize, String)> = Vec::new();
         let mut headers: Vec<Header<'_>> = Vec::new();
         let mut ranges = Vec::with_capacity(self.messages.len());
         for m in &self.messages {
             let start = headers.len();
-            if let Some(hs) = m.headers() {
-                headers.extend(hs.iter().map(|h| Header::new(h.key, h.value)));
+            for h in raw_headers(m) {
+                let key = std::str::from_utf8(h.key).unwrap_or_else(|_| {
+                    lossy.push((headers.len(), String::from_utf8_lossy(h.key).into_owned()));
+                    ""
+                });
+                headers.push(Header::new(key, h.value));
             }
             ranges.push(start..headers.len());
+        }
+        for (at, name) in &lossy {
+            headers[*at] = Header::new(name, headers[*at].value());
         }
         let records: Vec<Record<'_>> = self
             .messages

@@ -7,13 +7,14 @@
 //! `errors.on_failure` decides; failures of Kafka itself are retried without bound; a fence ends the
 //! copy so the runner can ask the group what it means.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer as _;
 
 use crate::config::{FailureAction, Pipeline};
-use crate::kafka::{refine, ErrorClass};
+use crate::kafka::{refine, ErrorClass, KnownTopics};
 use crate::plugin::Chain;
 
 use super::attempt::{Attempt, Work};
@@ -41,6 +42,7 @@ pub struct Copier<'a> {
     stats: &'a mut Stats,
     stop: &'a AtomicBool,
     streak: Streak,
+    topics: RefCell<KnownTopics>,
 }
 
 impl<'a> Copier<'a> {
@@ -58,6 +60,17 @@ impl<'a> Copier<'a> {
             stats,
             stop,
             streak: Streak::default(),
+            topics: RefCell::new(
+                KnownTopics::new().knowing(
+                    std::iter::once(pipeline.sink.topic.clone()).chain(
+                        pipeline
+                            .errors
+                            .on_failure
+                            .dead_letter_topic()
+                            .map(str::to_string),
+                    ),
+                ),
+            ),
         }
     }
 
@@ -120,6 +133,7 @@ impl<'a> Copier<'a> {
                 producer: &clients.producer,
                 batch,
                 records,
+                topics: &self.topics,
             };
             let failure = match attempt.run(self.chain, batch.all(), &Work::Transform) {
                 Ok(done) => {

@@ -1,26 +1,54 @@
 //! Producing a chain's outputs and dead-letter records.
+//!
+//! Everything a plugin chose is checked before it reaches rust-rdkafka, which panics on some of it
+//! (a topic name with a NUL byte) and would retry other parts forever (a topic name the broker
+//! refuses); header names are written as bytes (see `kafka::headers`).
 
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header as KafkaHeader, Headers, Message, OwnedHeaders};
+use rdkafka::message::{
+    BorrowedHeaders, BorrowedMessage, Header as KafkaHeader, Message, OwnedHeaders,
+};
 use rdkafka::producer::{BaseRecord, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
-use txform_plugin_api::OutRecord;
+use txform_plugin_api::{OutHeader, OutRecord};
 
+use crate::config::topic_name_problem;
+use crate::kafka::headers::{self, RawHeader};
 use crate::kafka::Producer;
 
 use super::batch::Batch;
 use super::failure::Cause;
 
-/// A record Kafka refused to enqueue; `source` is the index of its source record in the batch.
+/// An output that could not be enqueued; `record` is the index of its source record in the batch.
 #[derive(Debug, thiserror::Error)]
-#[error("producing to {topic}: {error}")]
-pub struct ProduceFailure {
-    pub source: usize,
-    pub topic: String,
-    #[source]
-    pub error: KafkaError,
+pub enum ProduceFailure {
+    #[error("producing to {topic}: {error}")]
+    Kafka {
+        record: usize,
+        topic: String,
+        #[source]
+        error: KafkaError,
+    },
+    /// The plugin named an output topic Kafka would refuse, or one the cluster does not have.
+    #[error("output topic {topic:?} {problem}")]
+    BadTopic {
+        record: usize,
+        topic: String,
+        problem: String,
+    },
+}
+
+impl ProduceFailure {
+    /// The batch index of the source record of the output.
+    pub fn record(&self) -> usize {
+        match self {
+            ProduceFailure::Kafka { record, .. } | ProduceFailure::BadTopic { record, .. } => {
+                *record
+            }
+        }
+    }
 }
 
 /// Enqueues every output; `first` is the batch index of the chain's input 0. Delivery failures
@@ -28,30 +56,34 @@ pub struct ProduceFailure {
 pub fn produce_outputs(
     producer: &Producer,
     default_topic: &str,
+    batch: &Batch<'_>,
     first: usize,
     records: &[OutRecord],
+    missing: &mut dyn FnMut(&str) -> Option<String>,
 ) -> Result<(), ProduceFailure> {
+    // Every plugin-chosen topic is checked before anything is sent, so a bad one fails the attempt
+    // without leaving aborted records in the log.
     for record in records {
-        let topic = record
-            .topic
-            .as_ref()
-            .map(|t| t.as_str())
-            .into_option()
-            .unwrap_or(default_topic);
+        if let Some(topic) = record.topic.as_ref().into_option() {
+            if let Some(problem) = topic_name_problem(topic).or_else(|| missing(topic)) {
+                return Err(ProduceFailure::BadTopic {
+                    record: first + record.input as usize,
+                    topic: topic.to_string(),
+                    problem,
+                });
+            }
+        }
+    }
+    for record in records {
         let source = first + record.input as usize;
+        let topic = match record.topic.as_ref().into_option() {
+            None => default_topic,
+            Some(topic) => topic.as_str(),
+        };
         let mut message = BaseRecord::with_opaque_to(topic, source);
         // Most records carry no headers; skip allocating librdkafka's header list for them.
         if !record.headers.is_empty() {
-            let headers = record.headers.iter().fold(
-                OwnedHeaders::new_with_capacity(record.headers.len()),
-                |hs, h| {
-                    hs.insert(KafkaHeader {
-                        key: h.key.as_str(),
-                        value: h.value.as_ref().map(|v| v.as_slice()).into_option(),
-                    })
-                },
-            );
-            message = message.headers(headers);
+            message = message.headers(output_headers(&record.headers, batch.message(source)));
         }
         if let Some(key) = record.key.as_ref().into_option() {
             message = message.key(key.as_slice());
@@ -83,12 +115,12 @@ pub fn produce_dead_letter(
     let Some(source) = batch.message(index) else {
         return Ok(());
     };
-    let mut headers = OwnedHeaders::new();
-    if let Some(original) = source.headers() {
-        for h in original.iter() {
-            headers = headers.insert(h);
-        }
-    }
+    // A copy of the source's header list keeps every name's bytes (rust-rdkafka's header
+    // accessors would panic on a name that is not UTF-8).
+    let mut headers = source
+        .headers()
+        .map(BorrowedHeaders::detach)
+        .unwrap_or_default();
     let partition = source.partition().to_string();
     let offset = source.offset().to_string();
     let timestamp = source.timestamp().to_millis().map(|t| t.to_string());
@@ -141,12 +173,105 @@ fn send<'a>(
                 message = returned;
             }
             Err((error, returned)) => {
-                return Err(ProduceFailure {
-                    source: returned.delivery_opaque,
+                return Err(ProduceFailure::Kafka {
+                    record: returned.delivery_opaque,
                     topic: returned.topic.to_string(),
                     error,
                 })
             }
         }
+    }
+}
+
+/// The librdkafka header list of an output of `source`. Header names are written as bytes: a name
+/// that is the lossy UTF-8 view of one of the source's non-UTF-8 names (see `Batch::with_records`)
+/// gets those original bytes back, so a header passed on unchanged stays byte for byte the same.
+fn output_headers(out: &[OutHeader], source: Option<&BorrowedMessage<'_>>) -> OwnedHeaders {
+    // The source's headers whose names are not UTF-8, read only if an output name can be one's view.
+    let mut originals: Option<Vec<(RawHeader<'_>, bool)>> = None;
+    out.iter()
+        .fold(OwnedHeaders::new_with_capacity(out.len()), |list, h| {
+            let mut key = h.key.as_bytes();
+            if h.key.contains(char::REPLACEMENT_CHARACTER) {
+                let originals = originals.get_or_insert_with(|| {
+                    source
+                        .map(headers::headers)
+                        .into_iter()
+                        .flatten()
+                        .filter(|raw| std::str::from_utf8(raw.key).is_err())
+                        .map(|raw| (raw, false))
+                        .collect()
+                });
+                if let Some(original) = original_name(h.key.as_str(), originals) {
+                    key = original;
+                }
+            }
+            let value = h.value.as_ref().map(|v| v.as_slice()).into_option();
+            headers::insert(list, key, value)
+        })
+}
+
+/// The original bytes of the non-UTF-8 name among `originals` whose lossy UTF-8 view is `view`:
+/// the first one not yet `used` (so several such headers passed on keep their own names), else the
+/// first one.
+fn original_name<'m>(view: &str, originals: &mut [(RawHeader<'m>, bool)]) -> Option<&'m [u8]> {
+    let matches = |raw: &RawHeader<'_>| String::from_utf8_lossy(raw.key) == view;
+    let slot = match originals
+        .iter()
+        .position(|(raw, used)| !used && matches(raw))
+    {
+        Some(unused) => unused,
+        None => originals.iter().position(|(raw, _)| matches(raw))?,
+    };
+    originals[slot].1 = true;
+    Some(originals[slot].0.key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_output_topic_is_named_with_kafkas_rule() {
+        let failure = ProduceFailure::BadTopic {
+            record: 3,
+            topic: "bad\0topic".into(),
+            problem: topic_name_problem("bad\0topic").unwrap_or_default(),
+        };
+        assert_eq!(
+            failure.to_string(),
+            "output topic \"bad\\0topic\" contains '\\0', but a Kafka topic name may only contain \
+             ASCII letters, digits, '.', '_' and '-'"
+        );
+        assert_eq!(failure.record(), 3);
+    }
+
+    fn raw<'a>(key: &'a [u8]) -> (RawHeader<'a>, bool) {
+        (RawHeader { key, value: None }, false)
+    }
+
+    #[test]
+    fn lossy_views_get_their_original_names_back_in_order() {
+        // Both have the view "x\u{FFFD}y".
+        let mut originals = [raw(b"bad\xff"), raw(b"x\xffy"), raw(b"x\xfey")];
+        assert_eq!(
+            original_name("x\u{FFFD}y", &mut originals),
+            Some(&b"x\xffy"[..])
+        );
+        assert_eq!(
+            original_name("x\u{FFFD}y", &mut originals),
+            Some(&b"x\xfey"[..])
+        );
+        // A third header with that view (a plugin copied one twice) takes the first one again.
+        assert_eq!(
+            original_name("x\u{FFFD}y", &mut originals),
+            Some(&b"x\xffy"[..])
+        );
+        assert_eq!(
+            original_name("bad\u{FFFD}", &mut originals),
+            Some(&b"bad\xff"[..])
+        );
+        // A name a plugin made up itself is written as it is.
+        assert_eq!(original_name("new\u{FFFD}", &mut originals), None);
     }
 }

@@ -1,7 +1,10 @@
 //! A chain of transform instances run on one batch: each stage's output feeds the next.
 //!
 //! Invariants: every output and rejection is attributed to the index of the source record it came
-//! from; a stage that panicked is re-created before the chain runs again.
+//! from; a source record has at most one rejection; a stage that panicked is re-created before the
+//! chain runs again, and a panicked instance is never dropped.
+
+use std::collections::HashMap;
 
 use abi_stable::std_types::{ROption, RResult, RSlice, RVec};
 use txform_plugin_api::{
@@ -19,6 +22,8 @@ struct Stage {
     module: PluginModRef,
     config_json: String,
     instance: TransformBox,
+    /// The instance panicked and could not be replaced yet.
+    poisoned: bool,
 }
 
 /// The loaded transform chain of a pipeline.
@@ -46,6 +51,8 @@ pub struct Rejected {
     pub plugin: String,
     pub version: String,
     pub reason: String,
+    /// Every later rejection of the same record, described as "transform, plugin and version: reason".
+    pub also: Vec<String>,
 }
 
 /// A stage call that failed; the whole batch must be aborted.
@@ -104,6 +111,7 @@ impl Chain {
                 module,
                 config_json: spec.config_json.clone(),
                 instance,
+                poisoned: false,
             });
         }
         Ok(Chain {
@@ -187,7 +195,22 @@ impl Chain {
             drop(headers);
             records = next;
         }
-        Ok(ChainOutput { records, rejected })
+        Ok(ChainOutput {
+            records,
+            rejected: first_per_source(rejected),
+        })
+    }
+}
+
+impl Drop for Chain {
+    /// Healthy instances are dropped (their plugin-api guards a panicking `Drop`); a poisoned one
+    /// is leaked, see [`Stage::recreate`].
+    fn drop(&mut self) {
+        for stage in std::mem::take(&mut self.stages) {
+            if stage.poisoned {
+                std::mem::forget(stage);
+            }
+        }
     }
 }
 
@@ -207,6 +230,7 @@ impl Stage {
         };
         out.clear();
         if error.panicked {
+            self.poisoned = true;
             self.recreate();
         }
         Err(StageFailure {
@@ -218,6 +242,11 @@ impl Stage {
     }
 
     /// A panicked instance may hold broken state: replace it with a fresh one from the same config.
+    ///
+    /// The panicked instance is leaked, never dropped: its invariants are broken, so its `Drop` may
+    /// panic again, and a panic in a plugin's drop function aborts the process (abi_stable's
+    /// destructors are `extern "C"`; the host cannot catch it). The cost is the instance's memory,
+    /// once per panic, and each panic is logged.
     fn recreate(&mut self) {
         match create(self.module, &self.config_json) {
             Ok(instance) => {
@@ -225,7 +254,8 @@ impl Stage {
                     "transform `{}` panicked; re-created its instance",
                     self.name
                 );
-                self.instance = instance;
+                std::mem::forget(std::mem::replace(&mut self.instance, instance));
+                self.poisoned = false;
             }
             // The old instance stays; its next call will fail again and the error policy decides.
             Err(error) => log::error!(
@@ -260,7 +290,28 @@ fn collect_rejections(
         plugin: stage.info.name.to_string(),
         version: stage.info.version.to_string(),
         reason: r.reason.to_string(),
+        also: Vec::new(),
     }));
+}
+
+/// The first rejection of each source record, in order, the later ones of the same record listed in
+/// its `also`: a record is set aside once, for the first reason.
+fn first_per_source(rejected: Vec<Rejected>) -> Vec<Rejected> {
+    let mut first: Vec<Rejected> = Vec::with_capacity(rejected.len());
+    let mut by_input: HashMap<usize, usize> = HashMap::new();
+    for r in rejected {
+        match by_input.get(&r.input) {
+            Some(&at) => first[at].also.push(format!(
+                "transform `{}` ({} {}): {}",
+                r.stage, r.plugin, r.version, r.reason
+            )),
+            None => {
+                by_input.insert(r.input, first.len());
+                first.push(r);
+            }
+        }
+    }
+    first
 }
 
 /// A later stage that leaves topic or partition unset keeps what an earlier stage chose.
@@ -275,4 +326,36 @@ fn inherit_route(out: &mut OutRecord, previous: &OutRecord) {
 
 fn option_slice(bytes: &ROption<RVec<u8>>) -> Option<&[u8]> {
     bytes.as_ref().map(|b| b.as_slice()).into_option()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(input: usize, stage: &str, reason: &str) -> Rejected {
+        Rejected {
+            input,
+            stage: stage.into(),
+            plugin: "p".into(),
+            version: "1.0".into(),
+            reason: reason.into(),
+            also: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_record_keeps_its_first_rejection_and_lists_the_others() {
+        let merged = first_per_source(vec![
+            rejected(4, "a", "first"),
+            rejected(2, "a", "other record"),
+            rejected(4, "b", "second"),
+            rejected(4, "b", "third"),
+        ]);
+        let mut expected = vec![rejected(4, "a", "first"), rejected(2, "a", "other record")];
+        expected[0].also = vec![
+            "transform `b` (p 1.0): second".to_string(),
+            "transform `b` (p 1.0): third".to_string(),
+        ];
+        assert_eq!(merged, expected);
+    }
 }

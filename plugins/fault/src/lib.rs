@@ -2,7 +2,9 @@
 //! chosen records or on random batches. It demonstrates (and lets the integration tests exercise) the
 //! three ways a transform can fail: returning an error (the host aborts the transaction and retries), a
 //! panic (caught at the ABI boundary; the host also re-creates the instance) and per-record rejections
-//! ([`Output::reject`], handled by the host's error policy).
+//! ([`Output::reject`], handled by the host's error policy). It can also misbehave in ways the host must
+//! survive: route chosen records to any topic name (`routes`, e.g. one Kafka refuses), emit every
+//! record several times (`copies`) and panic when an instance is dropped (`panic_in_drop`).
 //!
 //! ```text
 //! batch ─▶ batch_probability draw ──hit──▶ fail the whole batch (error | panic)
@@ -11,7 +13,8 @@
 //!          each record ─▶ matches value_contains / key_equals / offsets? ──yes──▶ error | panic | reject
 //!            │ no (or `times` used up)
 //!            ▼
-//!          copy (key, value, headers, timestamp; input partition unless keep_partition = false)
+//!          copy (key, value, headers, timestamp; input partition unless keep_partition = false;
+//!                topic from routes, else topic), emitted `copies` times
 //! ```
 //!
 //! Every fault message names the record, e.g.
@@ -19,9 +22,9 @@
 //! `fault injected for batch of 8 records starting at topic/partition/offset in-0/3/40 (batch_probability 0.5)`.
 //!
 //! # Configuration
-//! The `[transform.config]` table in `pipeline.toml`. `action` is required, and at least one condition
-//! (`value_contains`, `key_equals`, `offsets` or `batch_probability`); a record matches if any of its
-//! conditions matches:
+//! The `[transform.config]` table in `pipeline.toml`. A record matches if any of the conditions
+//! (`value_contains`, `key_equals`, `offsets`, `batch_probability`) matches; `action` is required with
+//! them. At least one condition or one of `routes`, `copies` and `panic_in_drop` must be set:
 //!
 //! ```toml
 //! [transform.config]
@@ -34,6 +37,9 @@
 //! times = 2                                         # fire at most twice per process, then copy records through
 //! keep_partition = true                             # default true: produce to the input's partition number
 //! topic = "out"                                     # default: the pipeline's sink topic
+//! routes = [{ partition = 1, offset = 7, topic = "bad out!" }]  # these records go to this topic (any name)
+//! copies = 1                                        # emit every copied record this many times (default 1)
+//! panic_in_drop = false                             # panic when the instance is dropped (default false)
 //! ```
 //!
 //! # Process-wide state
@@ -53,8 +59,8 @@ use txform_plugin_api::{export_transform, OutRecord, Output, Record, Transform, 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// What to do when a condition fires.
-    pub action: Action,
+    /// What to do when a condition fires; required with a condition.
+    pub action: Option<Action>,
     /// Matches records whose value (decoded as lossy UTF-8) contains this non-empty string.
     pub value_contains: Option<String>,
     /// Matches records whose key is exactly this string.
@@ -74,6 +80,14 @@ pub struct Config {
     pub keep_partition: bool,
     /// Output topic; the pipeline's `sink.topic` when unset.
     pub topic: Option<String>,
+    /// Output topics of chosen records, overriding `topic`. Any name is taken as given, even one
+    /// Kafka refuses, so tests can see how the host treats it.
+    pub routes: Option<Vec<Route>>,
+    /// Emit every copied record this many times (default 1).
+    pub copies: Option<u32>,
+    /// Panic when an instance is dropped (not while the thread already panics).
+    #[serde(default)]
+    pub panic_in_drop: bool,
 }
 
 fn default_keep_partition() -> bool {
@@ -92,8 +106,17 @@ pub enum Action {
     Reject,
 }
 
+/// An entry of `routes`: the record at this source position goes to `topic`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub partition: i32,
+    pub offset: i64,
+    pub topic: String,
+}
+
 /// A source position listed in `offsets`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Position {
     pub partition: i32,
@@ -101,6 +124,7 @@ pub struct Position {
 }
 
 pub struct Fault {
+    /// `Reject` when no condition is set (nothing fires then).
     action: Action,
     value_contains: Option<String>,
     key_equals: Option<String>,
@@ -109,6 +133,9 @@ pub struct Fault {
     times: Option<u64>,
     keep_partition: bool,
     topic: Option<String>,
+    routes: BTreeMap<Position, String>,
+    copies: u32,
+    panic_in_drop: bool,
     shared: Arc<Shared>,
 }
 
@@ -141,8 +168,9 @@ impl Transform for Fault {
     fn new(config: Config) -> Result<Self, TransformError> {
         validate(&config)?;
         let shared = shared_state(&config);
+        let routes = config.routes.unwrap_or_default().into_iter();
         Ok(Fault {
-            action: config.action,
+            action: config.action.unwrap_or(Action::Reject),
             value_contains: config.value_contains,
             key_equals: config.key_equals,
             offsets: config.offsets.unwrap_or_default().into_iter().collect(),
@@ -150,6 +178,17 @@ impl Transform for Fault {
             times: config.times,
             keep_partition: config.keep_partition,
             topic: config.topic,
+            routes: routes
+                .map(|r| {
+                    let here = Position {
+                        partition: r.partition,
+                        offset: r.offset,
+                    };
+                    (here, r.topic)
+                })
+                .collect(),
+            copies: config.copies.unwrap_or(1),
+            panic_in_drop: config.panic_in_drop,
             shared,
         })
     }
@@ -186,12 +225,23 @@ impl Transform for Fault {
             if self.keep_partition {
                 copy = copy.with_partition(record.partition());
             }
-            if let Some(topic) = &self.topic {
+            if let Some(topic) = self.routes.get(&at(record)).or(self.topic.as_ref()) {
                 copy = copy.with_topic(topic.clone());
+            }
+            for _ in 1..self.copies {
+                out.emit(index, copy.clone());
             }
             out.emit(index, copy);
         }
         Ok(())
+    }
+}
+
+impl Drop for Fault {
+    fn drop(&mut self) {
+        if self.panic_in_drop && !std::thread::panicking() {
+            panic!("fault injected: panic_in_drop");
+        }
     }
 }
 
@@ -208,11 +258,7 @@ impl Fault {
                 return Some(format!("key equals {key:?}"));
             }
         }
-        let here = Position {
-            partition: record.partition(),
-            offset: record.offset(),
-        };
-        if self.offsets.contains(&here) {
+        if self.offsets.contains(&at(record)) {
             return Some("listed in offsets".to_string());
         }
         None
@@ -242,16 +288,40 @@ impl Fault {
 }
 
 fn validate(config: &Config) -> Result<(), TransformError> {
-    if config.value_contains.is_none()
-        && config.key_equals.is_none()
-        && config.offsets.is_none()
-        && config.batch_probability.is_none()
-    {
-        return Err(
-            "no fault condition: set at least one of value_contains, key_equals, offsets \
-                    or batch_probability"
-                .into(),
-        );
+    let conditions = config.value_contains.is_some()
+        || config.key_equals.is_some()
+        || config.offsets.is_some()
+        || config.batch_probability.is_some();
+    let misbehaviours = config.routes.is_some() || config.copies.is_some() || config.panic_in_drop;
+    match (conditions, config.action) {
+        (true, None) => {
+            return Err(
+                "action is required with value_contains, key_equals, offsets or \
+                        batch_probability"
+                    .into(),
+            );
+        }
+        (false, Some(_)) => {
+            return Err(
+                "action has no condition to act on: set value_contains, key_equals, \
+                        offsets or batch_probability"
+                    .into(),
+            );
+        }
+        (false, None) if !misbehaviours => {
+            return Err(
+                "no fault: set at least one of value_contains, key_equals, offsets, \
+                        batch_probability, routes, copies or panic_in_drop"
+                    .into(),
+            );
+        }
+        _ => {}
+    }
+    if config.routes.as_ref().is_some_and(Vec::is_empty) {
+        return Err("routes is empty: list at least one { partition, offset, topic }".into());
+    }
+    if config.copies == Some(0) {
+        return Err("copies = 0 would drop every record: use at least 1".into());
     }
     if config.value_contains.as_deref() == Some("") {
         return Err("value_contains is empty, which would match every record: \
@@ -278,7 +348,7 @@ fn validate(config: &Config) -> Result<(), TransformError> {
         Some(p) if !(0.0..=1.0).contains(&p) => {
             return Err(format!("batch_probability must be between 0.0 and 1.0, got {p}").into());
         }
-        Some(_) if config.action == Action::Reject => {
+        Some(_) if config.action == Some(Action::Reject) => {
             return Err(
                 "batch_probability fails whole batches, so it needs action = \"error\" or \
                         \"panic\", not \"reject\""
@@ -297,6 +367,13 @@ fn validate(config: &Config) -> Result<(), TransformError> {
         return Err("topic is empty: remove it to use the pipeline's sink topic".into());
     }
     Ok(())
+}
+
+fn at(record: &Record<'_>) -> Position {
+    Position {
+        partition: record.partition(),
+        offset: record.offset(),
+    }
 }
 
 fn position(record: &Record<'_>) -> String {
@@ -434,6 +511,54 @@ mod tests {
                 .with_key(&b"k"[..])
                 .with_topic("out")]
         );
+    }
+
+    #[test]
+    fn routes_send_chosen_records_to_any_topic_name() {
+        let mut f = fault(json!({
+            "routes": [{ "partition": 3, "offset": 41, "topic": "bad\0topic" }],
+            "topic": "out", "keep_partition": false,
+        }));
+        let out = run(&mut f, &batch(&ABC)).unwrap();
+        let topics: Vec<Option<String>> = out
+            .records()
+            .iter()
+            .map(|r| r.topic.as_ref().map(|t| t.to_string()).into_option())
+            .collect();
+        assert_eq!(
+            topics,
+            [
+                Some("out".into()),
+                Some("bad\0topic".into()),
+                Some("out".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn copies_emits_every_record_that_many_times() {
+        let mut f = fault(json!({ "copies": 2, "keep_partition": false }));
+        let out = run(&mut f, &batch(&ABC[..2])).unwrap();
+        assert_eq!(
+            values(&out),
+            [
+                (0, "a".to_string()),
+                (0, "a".to_string()),
+                (1, "b poison c".to_string()),
+                (1, "b poison c".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn panic_in_drop_panics_when_dropped() {
+        let f = fault(json!({ "panic_in_drop": true }));
+        let payload = catch_unwind(AssertUnwindSafe(|| drop(f))).expect_err("no panic");
+        assert_eq!(
+            payload.downcast_ref::<&str>(),
+            Some(&"fault injected: panic_in_drop")
+        );
+        drop(fault(json!({ "copies": 1 })));
     }
 
     #[test]
@@ -684,7 +809,9 @@ mod tests {
         let document: toml::Table = block.parse().unwrap();
         let config = serde_json::to_value(&document["transform"]["config"]).unwrap();
         let config: Config = serde_json::from_value(config).unwrap();
-        assert_eq!(config.action, Action::Error);
+        assert_eq!(config.action, Some(Action::Error));
+        assert_eq!(config.routes.as_ref().map(Vec::len), Some(1));
+        assert_eq!((config.copies, config.panic_in_drop), (Some(1), false));
         assert_eq!(config.offsets.as_ref().map(Vec::len), Some(2));
         assert_eq!(
             (config.batch_probability, config.seed, config.times),
@@ -700,10 +827,6 @@ mod tests {
                 .unwrap_err()
                 .to_string()
         };
-        assert_eq!(
-            err(json!({ "value_contains": "x" })),
-            "missing field `action`"
-        );
         assert!(err(json!({ "action": "crash", "value_contains": "x" }))
             .starts_with("unknown variant `crash`, expected one of `error`, `panic`, `reject`"));
         assert!(err(json!({ "action": "error", "value_contain": "x" }))
@@ -723,7 +846,23 @@ mod tests {
         let cases = [
             (
                 json!({ "action": "error" }),
-                "no fault condition: set at least one of value_contains, key_equals, offsets or batch_probability",
+                "action has no condition to act on: set value_contains, key_equals, offsets or batch_probability",
+            ),
+            (
+                json!({}),
+                "no fault: set at least one of value_contains, key_equals, offsets, batch_probability, routes, copies or panic_in_drop",
+            ),
+            (
+                json!({ "value_contains": "x" }),
+                "action is required with value_contains, key_equals, offsets or batch_probability",
+            ),
+            (
+                json!({ "routes": [] }),
+                "routes is empty: list at least one { partition, offset, topic }",
+            ),
+            (
+                json!({ "copies": 0 }),
+                "copies = 0 would drop every record: use at least 1",
             ),
             (
                 json!({ "action": "error", "value_contains": "" }),
@@ -766,6 +905,7 @@ mod tests {
             assert_eq!(config_error(config.clone()), expected, "config {config}");
         }
         let mut nan: Config = serde_json::from_value(json!({ "action": "error" })).unwrap();
+        nan.action = Some(Action::Error);
         nan.batch_probability = Some(f64::NAN);
         match Fault::new(nan) {
             Ok(_) => panic!("NaN accepted"),

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message};
 use txform_tests::broker::client_config;
+use txform_tests::records::owned_headers;
 use txform_tests::InputSpec;
 
 /// Bytes per producer batch: about 150 records.
@@ -80,12 +80,7 @@ pub fn seed(topic: &str, partitions: i32, records: u64) -> Result<Input> {
         .context("create the seeding producer")?;
     for id in 0..records {
         let spec = InputSpec::standard(id, (id % partitions as u64) as i32);
-        let headers = spec.headers.iter().fold(OwnedHeaders::new(), |hs, (k, v)| {
-            hs.insert(Header {
-                key: k.as_str(),
-                value: v.as_deref(),
-            })
-        });
+        let headers = owned_headers(&spec.headers);
         let mut record: BaseRecord<'_, [u8], [u8], usize> =
             BaseRecord::with_opaque_to(topic, id as usize)
                 .partition(spec.partition)

@@ -29,14 +29,14 @@ use txform_tests::{
 use crate::{EXIT_TIMEOUT, PROCESS_TIMEOUT};
 
 /// `txform.plugin` and `txform.plugin.version` of the fault plugin.
-const FAULT_PLUGIN: (&str, &str) = ("txform-fault", "0.1.0");
+pub(crate) const FAULT_PLUGIN: (&str, &str) = ("txform-fault", "0.1.0");
 /// `txform.plugin` and `txform.plugin.version` when Kafka refused an output: txform's own sink.
-const SINK: (&str, &str) = ("txform", "0.1.0");
-const MAX_RETRIES: i64 = 2;
+pub(crate) const SINK: (&str, &str) = ("txform", "0.1.0");
+pub(crate) const MAX_RETRIES: i64 = 2;
 /// Whole-batch attempts before the error policy applies.
-const ATTEMPTS: u32 = MAX_RETRIES as u32 + 1;
-const INITIAL_BACKOFF_MS: i64 = 10;
-const MAX_BACKOFF_MS: i64 = 50;
+pub(crate) const ATTEMPTS: u32 = MAX_RETRIES as u32 + 1;
+pub(crate) const INITIAL_BACKOFF_MS: i64 = 10;
+pub(crate) const MAX_BACKOFF_MS: i64 = 50;
 
 /// The `seq` field of standard input `id`: a substring of its value and of no other input's.
 fn seq(id: u64) -> String {
@@ -69,7 +69,7 @@ fn fault_at_offsets(action: &str, positions: &[(i32, i64)]) -> Table {
 }
 
 /// The fault plugin's message for `record` of `input`, matched by `condition`.
-fn fault_message(input: &Topic, record: &Record, condition: &str) -> String {
+pub(crate) fn fault_message(input: &Topic, record: &Record, condition: &str) -> String {
     format!(
         "fault injected at topic/partition/offset {}/{}/{} ({condition})",
         input.name, record.partition, record.offset
@@ -81,7 +81,7 @@ fn value_condition(id: u64) -> String {
 }
 
 /// `produced` without the inputs whose test id is in `set_aside`.
-fn all_but(produced: &[Record], set_aside: &[u64]) -> Vec<Record> {
+pub(crate) fn all_but(produced: &[Record], set_aside: &[u64]) -> Vec<Record> {
     produced
         .iter()
         .filter(|r| !set_aside.contains(&r.test_id().expect("test id")))
@@ -91,7 +91,7 @@ fn all_but(produced: &[Record], set_aside: &[u64]) -> Vec<Record> {
 
 /// The output, read_committed, is exactly `expected` in every partition, in order; read_uncommitted
 /// readers see exactly the same (no failed attempt produced anything before failing).
-fn assert_output(expected: &[Record], output: &Topic) {
+pub(crate) fn assert_output(expected: &[Record], output: &Topic) {
     let committed = read_topic(output, Isolation::ReadCommitted);
     let expected = by_partition(expected, output.partitions);
     let actual = by_partition(&committed, output.partitions);
@@ -112,7 +112,7 @@ fn assert_output(expected: &[Record], output: &Topic) {
 
 /// The dead-letter records of `dlq` (one partition), read_committed, parsed; read_uncommitted readers
 /// see exactly the same records (set-aside attempts never fail here, so nothing was aborted).
-fn dead_letters(dlq: &Topic) -> Vec<DeadLetter> {
+pub(crate) fn dead_letters(dlq: &Topic) -> Vec<DeadLetter> {
     let committed = read_topic(dlq, Isolation::ReadCommitted);
     let uncommitted = read_topic(dlq, Isolation::ReadUncommitted);
     assert_same_content(
@@ -126,7 +126,7 @@ fn dead_letters(dlq: &Topic) -> Vec<DeadLetter> {
 /// Asserts that `letter` is `source` unchanged (key, value, headers) with the `txform.*` headers of
 /// a record of `input` set aside by `stage` of `plugin`, and that it kept the source's timestamp.
 /// `txform.error` and `txform.attempts` are checked by the caller.
-fn assert_dead_letter(
+pub(crate) fn assert_dead_letter(
     letter: &DeadLetter,
     source: &Record,
     input: &Topic,
@@ -179,7 +179,7 @@ fn assert_dead_letter(
 }
 
 /// The counters of the one `stopping: totals:` line.
-fn final_totals(txform: &Txform) -> Totals {
+pub(crate) fn final_totals(txform: &Txform) -> Totals {
     let lines = txform.log_lines("stopping: totals:");
     assert_eq!(lines.len(), 1, "one `stopping: totals:` line: {lines:#?}");
     parse_totals(&lines[0]).unwrap_or_else(|| panic!("unparsable totals line: {}", lines[0]))
@@ -239,7 +239,7 @@ fn assert_retried_then_gave_up(txform: &Txform, input: &Topic, fault: &str) {
     }
 }
 
-fn assert_no_error_line(txform: &Txform) {
+pub(crate) fn assert_no_error_line(txform: &Txform) {
     assert!(
         txform.error_messages().is_empty(),
         "no `txform:` error line: {:?}",

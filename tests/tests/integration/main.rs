@@ -18,6 +18,7 @@ mod kill_restart;
 mod missing_topics;
 mod plugin_failure;
 mod stop;
+mod survival;
 mod transient;
 mod zombie;
 
