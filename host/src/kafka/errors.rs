@@ -10,9 +10,10 @@ pub enum ErrorClass {
     Retriable,
     /// The transaction must be aborted; the instance can go on.
     Abortable,
-    /// Kafka fenced this instance's producer epoch or static group membership: either a newer
+    /// Kafka fenced this instance's producer epoch or static group membership (either a newer
     /// process with the same id took over, or the broker expired this process's own transaction or
-    /// session. The consumer group tells which (see `membership`).
+    /// session), or another fatal error that new clients cure. The consumer group tells whether a
+    /// newer process took over (see `membership`); if not, the clients are rebuilt.
     Fenced,
     /// The client is unusable for another reason (e.g. not authorised): the instance must stop.
     Fatal,
@@ -26,6 +27,22 @@ pub fn is_fencing(code: RDKafkaErrorCode) -> bool {
             | RDKafkaErrorCode::Fenced
             | RDKafkaErrorCode::InvalidProducerEpoch
             | RDKafkaErrorCode::FencedInstanceId
+    )
+}
+
+/// Fatal errors that new clients would meet again: the instance must stop and say why. Every
+/// other fatal error leaves a client unusable but is cured by new clients (e.g. the broker refusing
+/// an abort as an invalid state after its own restart), so it is handled like a fence.
+pub fn is_final(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+            | RDKafkaErrorCode::GroupAuthorizationFailed
+            | RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::UnsupportedVersion
+            | RDKafkaErrorCode::InvalidTransactionTimeout
+            | RDKafkaErrorCode::UnsupportedForMessageFormat
     )
 }
 
@@ -51,8 +68,8 @@ pub fn fatal_hint(code: RDKafkaErrorCode) -> &'static str {
 /// Classifies an error returned by a transactional call, a send or a consumer poll.
 pub fn classify(error: &KafkaError) -> ErrorClass {
     match error {
-        KafkaError::Transaction(e) if e.is_fatal() && is_fencing(e.code()) => ErrorClass::Fenced,
-        KafkaError::Transaction(e) if e.is_fatal() => ErrorClass::Fatal,
+        KafkaError::Transaction(e) if e.is_fatal() && is_final(e.code()) => ErrorClass::Fatal,
+        KafkaError::Transaction(e) if e.is_fatal() => ErrorClass::Fenced,
         KafkaError::Transaction(e) if e.txn_requires_abort() => ErrorClass::Abortable,
         KafkaError::Transaction(e) if e.is_retriable() => ErrorClass::Retriable,
         KafkaError::Transaction(_) => ErrorClass::Abortable,
@@ -85,13 +102,13 @@ pub fn describe_partitions(tpl: &TopicPartitionList) -> String {
 }
 
 /// Refines `class` for a generic fatal error (`ERR__FATAL`) with the client's underlying fatal error,
-/// which says whether it was a fence.
+/// which says whether new clients would cure it.
 pub fn refine<C: rdkafka::ClientContext>(
     class: ErrorClass,
     client: &rdkafka::client::Client<C>,
 ) -> (ErrorClass, Option<String>) {
     match (class, client.fatal_error()) {
-        (ErrorClass::Fatal, Some((code, reason))) if is_fencing(code) => {
+        (ErrorClass::Fatal, Some((code, reason))) if !is_final(code) => {
             (ErrorClass::Fenced, Some(reason))
         }
         (ErrorClass::Fatal, Some((code, reason))) => (

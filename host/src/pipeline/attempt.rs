@@ -89,16 +89,14 @@ impl Attempt<'_, '_> {
                 log::debug!("abort_transaction after `{failure}`: {e}");
                 failure
             }
-            (Err(e), failure) => {
-                match Failure::kafka("abort_transaction", e) {
-                    // Cannot abort on a live producer: the transaction state is unknown, so the
-                    // clients are rebuilt (a new producer's init_transactions aborts it).
-                    Failure::Kafka(message) => Failure::Fenced(format!(
-                        "{message} (after `{failure}`); rebuilding the clients"
-                    )),
-                    other => other,
+            (Err(e), failure) => match Failure::kafka("abort_transaction", e) {
+                // The transaction's state is unknown: new clients (whose init_transactions aborts
+                // it) are needed, once the group says no newer process holds the id.
+                Failure::Kafka(message) | Failure::Fenced(message) => {
+                    Failure::Fenced(format!("{message} (after `{failure}`)"))
                 }
-            }
+                fatal => fatal,
+            },
         }
     }
 
