@@ -984,3 +984,44 @@ fn output_kafka_refuses_is_dead_lettered_as_its_source_record() {
     );
     assert_no_error_line(&txform);
 }
+
+/// A flaky neighbour of a poison record is not dead-lettered: a record is set aside only after
+/// failing on its own as often as the retry policy says. One partition of 16 records in one batch;
+/// the poison is offset 4, its neighbour at offset 5 fails the first 16 calls that include it: 11
+/// whole-batch attempts and 3 bisection steps ([0..8), [4..8), [4..6)) before it is tried alone, so
+/// it fails alone twice and then goes through.
+#[test]
+fn a_flaky_neighbour_of_a_poison_record_is_retried_alone_not_dead_lettered() {
+    const N: u64 = 16;
+    const POISON: u64 = 4;
+    const FLAKY: u64 = 5;
+    const RETRIES: i64 = 10;
+    let env = TestEnv::new("dlq-neighbour");
+    let input = env.create_topic("in", 1);
+    let output = env.create_topic("out", 1);
+    let dlq = env.create_topic("dlq", 1);
+    let produced = produce(&input, &standard_inputs(N, 1));
+    let poison = produced[POISON as usize].clone();
+
+    let mut flaky = fault_on_value("error", FLAKY);
+    flaky.insert("times".into(), 16.into());
+    let pipeline = env
+        .pipeline(&[&input], &output)
+        .batch(N as i64, 1000)
+        .retries(RETRIES, INITIAL_BACKOFF_MS, MAX_BACKOFF_MS)
+        .transform("flaky", Plugin::fault(), flaky)
+        .transform("guard", Plugin::fault(), fault_on_value("error", POISON));
+    let mut txform = spawn_with_policy(&env, &pipeline, &ErrorPolicy::dead_letter(&dlq), "0");
+    wait_for_committed(&output, N as usize - 1, PROCESS_TIMEOUT);
+    wait_for_group_at_end(&pipeline.group_id, &input, PROCESS_TIMEOUT);
+    txform.terminate();
+    txform.expect_exit_code(0, EXIT_TIMEOUT);
+
+    assert_output(&all_but(&produced, &[POISON]), &output);
+    let letters = dead_letters(&dlq);
+    assert_eq!(letters.len(), 1, "only the poison record: {letters:#?}");
+    assert_dead_letter(&letters[0], &poison, &input, &dlq, "guard", FAULT_PLUGIN);
+    let alone = txform.log_lines(&format!("{}/0@{FLAKY} failed on its own", input.name));
+    assert_eq!(alone.len(), 2, "the neighbour failed alone twice: {alone:#?}");
+    assert_no_error_line(&txform);
+}
