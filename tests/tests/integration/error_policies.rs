@@ -21,9 +21,9 @@ use txform_tests::dead_letter::{
 };
 use txform_tests::{
     assert_same_content, big_value, by_partition, committed_offsets, committed_totals, content_of,
-    end_offsets, ids_of, pause_in_open_transaction, produce, read_topic, standard_inputs, table,
-    wait_for_committed, wait_for_group_at_end, InputProducer, InputSpec, Isolation, Plugin, Record,
-    TestEnv, Topic, Txform,
+    end_offsets, ids_of, last_stable_offsets, pause_in_open_transaction, produce, read_topic,
+    standard_inputs, table, wait_for_committed, wait_for_group_at_end, InputProducer, InputSpec,
+    Isolation, Plugin, Record, TestEnv, Topic, Txform,
 };
 
 use crate::{EXIT_TIMEOUT, PROCESS_TIMEOUT};
@@ -1022,6 +1022,68 @@ fn a_flaky_neighbour_of_a_poison_record_is_retried_alone_not_dead_lettered() {
     assert_eq!(letters.len(), 1, "only the poison record: {letters:#?}");
     assert_dead_letter(&letters[0], &poison, &input, &dlq, "guard", FAULT_PLUGIN);
     let alone = txform.log_lines(&format!("{}/0@{FLAKY} failed on its own", input.name));
-    assert_eq!(alone.len(), 2, "the neighbour failed alone twice: {alone:#?}");
+    assert_eq!(
+        alone.len(),
+        2,
+        "the neighbour failed alone twice: {alone:#?}"
+    );
     assert_no_error_line(&txform);
+}
+
+/// A failure the host raises itself (a dead-letter record it cannot write) stops the instance only
+/// after aborting the open transaction, so read_committed readers are not held back until
+/// `transaction.timeout.ms`. Every record of one batch is rejected; their dead-letter records are
+/// sent one per request as they are enqueued, so the first ones are in the log when the last one,
+/// too large for the producer, cannot be written.
+#[test]
+fn a_dead_letter_record_the_host_cannot_write_aborts_the_transaction_before_exit() {
+    const N: u64 = 2000;
+    const BIG: u64 = N - 1;
+    const MAX_MESSAGE_BYTES: i64 = 10_000;
+    let env = TestEnv::new("dlq-unwritable");
+    let input = env.create_topic("in", 1);
+    let output = env.create_topic("out", 1);
+    let dlq = env.create_topic("dlq", 1);
+    let inputs: Vec<InputSpec> = (0..N)
+        .map(|id| match id {
+            BIG => {
+                InputSpec::standard(id, 0).with_value(big_value(id, 2 * MAX_MESSAGE_BYTES as usize))
+            }
+            _ => InputSpec::standard(id, 0),
+        })
+        .collect();
+    produce(&input, &inputs);
+    let reject_all = table(&[
+        ("action", "reject".into()),
+        ("value_contains", "\"seq\"".into()),
+    ]);
+    let pipeline = env
+        .pipeline(&[&input], &output)
+        .batch(N as i64, 1000)
+        .producer_property("message.max.bytes", MAX_MESSAGE_BYTES)
+        .producer_property("batch.num.messages", 1)
+        .producer_property("linger.ms", 0)
+        .transform("reject", Plugin::fault(), reject_all);
+    let mut txform = spawn_with_policy(&env, &pipeline, &ErrorPolicy::dead_letter(&dlq), "0");
+    txform.expect_exit_code(3, PROCESS_TIMEOUT);
+    let errors = txform.error_messages();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains(&format!("cannot dead-letter {}/0@{BIG}", input.name)),
+        "{}",
+        errors[0]
+    );
+    // Right after the exit: the transaction that held the dead-letter records is aborted.
+    let end = end_offsets(&dlq);
+    assert!(
+        end[0] > 0,
+        "no dead-letter record reached the log: the test proves nothing"
+    );
+    assert_eq!(
+        last_stable_offsets(&dlq),
+        end,
+        "an open transaction holds the dead-letter topic"
+    );
+    assert_eq!(read_topic(&dlq, Isolation::ReadCommitted), vec![]);
+    assert_eq!(read_topic(&output, Isolation::ReadUncommitted), vec![]);
 }
