@@ -25,8 +25,14 @@ fn commits(txform: &Txform) -> usize {
 }
 
 /// The records of `output` that read_committed readers do not see, which must be exactly those of
-/// the transaction that was open (between `lso` and `end`) when its process was frozen.
-fn assert_open_transaction_aborted(output: &Topic, committed: &[Record], lso: &[i64], end: &[i64]) {
+/// the transaction that was open (between `lso` and `end`) when its process was frozen or killed,
+/// and not none. Returns how many there are.
+pub fn assert_open_transaction_aborted(
+    output: &Topic,
+    committed: &[Record],
+    lso: &[i64],
+    end: &[i64],
+) -> usize {
     let committed_positions: HashSet<(i32, i64)> =
         committed.iter().map(|r| (r.partition, r.offset)).collect();
     let uncommitted = read_topic(output, Isolation::ReadUncommitted);
@@ -45,11 +51,17 @@ fn assert_open_transaction_aborted(output: &Topic, committed: &[Record], lso: &[
             end[p]
         );
     }
+    assert!(
+        open_records > 0,
+        "no open transaction was caught: the test proves nothing"
+    );
     assert_eq!(
         aborted.len() as i64,
         open_records,
         "the frozen process's open transaction must be aborted, whole, and nothing else"
     );
+    assert_eq!(committed.len() + aborted.len(), uncommitted.len());
+    aborted.len()
 }
 
 fn pipeline(env: &TestEnv, input: &Topic, output: &Topic) -> PipelineConfig {

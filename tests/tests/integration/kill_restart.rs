@@ -8,7 +8,6 @@
 //!   transaction at once: its first commit comes well before `transaction.timeout.ms`, after which the
 //!   broker would have aborted it anyway. That bound is the protocol property under test, not a speed.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use txform_tests::{
@@ -100,37 +99,6 @@ fn kill_9_in_open_transaction_then_restart_is_exactly_once() {
 
     // The killed instance's open transaction was aborted: its records are in the log, visible to
     // read_uncommitted readers only, exactly where the transaction was open.
-    let uncommitted = read_topic(&output, Isolation::ReadUncommitted);
-    let committed_positions: HashSet<(i32, i64)> =
-        committed.iter().map(|r| (r.partition, r.offset)).collect();
-    let aborted: Vec<_> = uncommitted
-        .iter()
-        .filter(|r| !committed_positions.contains(&(r.partition, r.offset)))
-        .collect();
-    assert!(
-        !aborted.is_empty(),
-        "the killed instance's open transaction had records: they must be in the log"
-    );
-    for record in &aborted {
-        let p = record.partition as usize;
-        assert!(
-            lso[p] <= record.offset && record.offset < end[p],
-            "aborted record at {} outside the open transaction's range {}..{} of its partition",
-            record.position(),
-            lso[p],
-            end[p]
-        );
-    }
-    let open_records: i64 = lso.iter().zip(&end).map(|(l, e)| e - l).sum();
-    assert_eq!(
-        aborted.len() as i64,
-        open_records,
-        "every record of the open transaction must be aborted, and nothing else"
-    );
-    // Aborted records are copies of inputs the second instance then committed.
-    assert_eq!(committed.len() + aborted.len(), uncommitted.len());
-    eprintln!(
-        "kill -9: {} aborted records visible to read_uncommitted only",
-        aborted.len()
-    );
+    let aborted = crate::fencing::assert_open_transaction_aborted(&output, &committed, &lso, &end);
+    eprintln!("kill -9: {aborted} aborted records visible to read_uncommitted only");
 }

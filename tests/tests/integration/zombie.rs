@@ -2,14 +2,13 @@
 //! and static group member id) takes over; the first one must stop with exit code 3 and a message about
 //! being fenced, and nothing is duplicated or lost.
 
-use std::collections::HashSet;
-
 use txform_tests::{
     assert_exactly_once_by_id, assert_same_content, by_partition, passthrough_config,
     pause_in_open_transaction, produce, read_topic, standard_inputs, wait_for_committed,
     wait_for_group_at_end, Isolation, Plugin, TestEnv, Topic, Txform,
 };
 
+use crate::fencing::assert_open_transaction_aborted;
 use crate::{EXIT_TIMEOUT, PROCESS_TIMEOUT};
 
 const PARTITIONS: i32 = 3;
@@ -92,29 +91,7 @@ fn zombie_in_open_transaction_is_fenced() {
     let committed = assert_output_exact(&produced, &output);
     // The zombie's open transaction was aborted by the successor's init_transactions: its records are
     // visible to read_uncommitted readers only.
-    let uncommitted = read_topic(&output, Isolation::ReadUncommitted);
-    let committed_positions: HashSet<(i32, i64)> =
-        committed.iter().map(|r| (r.partition, r.offset)).collect();
-    let aborted: Vec<_> = uncommitted
-        .iter()
-        .filter(|r| !committed_positions.contains(&(r.partition, r.offset)))
-        .collect();
-    let open_records: i64 = lso.iter().zip(&end).map(|(l, e)| e - l).sum();
-    for record in &aborted {
-        let p = record.partition as usize;
-        assert!(
-            lso[p] <= record.offset && record.offset < end[p],
-            "aborted record at {} outside the zombie's open transaction {}..{}",
-            record.position(),
-            lso[p],
-            end[p]
-        );
-    }
-    assert_eq!(
-        aborted.len() as i64,
-        open_records,
-        "the zombie's open transaction must be aborted, whole"
-    );
+    assert_open_transaction_aborted(&output, &committed, &lso, &end);
 }
 
 /// The zombie is idle (all input done) when the new instance starts: it must notice that it was
