@@ -14,6 +14,8 @@ enum Role {
     Producer,
 }
 
+const CLIENT_ID: &str = "txform names each client after its instance and process, which the consumer group reports when it decides who holds an instance id";
+
 /// Properties that exactly-once depends on: txform sets them itself, so a user value would either
 /// be overwritten (confusing) or break the guarantee. Each names the setting that controls it.
 const OWNED: &[(&str, Role, &str)] = &[
@@ -38,6 +40,8 @@ const OWNED: &[(&str, Role, &str)] = &[
         Role::Consumer,
         "set `transaction.static_membership` instead",
     ),
+    ("client.id", Role::Consumer, CLIENT_ID),
+    ("client.id", Role::Producer, CLIENT_ID),
     (
         "transactional.id",
         Role::Producer,

@@ -46,7 +46,7 @@ fn full_config_round_trips() {
     let text = r#"
 [kafka.common]
 "bootstrap.servers" = "k1:9092,k2:9092"
-"client.id" = "txform"
+"client.rack" = "rack-1"
 [kafka.consumer]
 "session.timeout.ms" = 10000
 "enable.partition.eof" = false
@@ -98,7 +98,7 @@ plugin = "/opt/txform/libtxform_passthrough.so"
         kafka: KafkaProperties {
             common: strings(&[
                 ("bootstrap.servers", "k1:9092,k2:9092"),
-                ("client.id", "txform"),
+                ("client.rack", "rack-1"),
             ]),
             consumer: strings(&[
                 ("session.timeout.ms", "10000"),
@@ -375,7 +375,7 @@ fn owned_properties_are_refused_where_their_client_reads_them() {
     let text = MINIMAL.replace(
         "\"bootstrap.servers\" = \"broker:9092\"\n",
         "\"bootstrap.servers\" = \"broker:9092\"\n\"group.id\" = \"g\"\n\"enable.idempotence\" = false\n",
-    ) + "[kafka.consumer]\n\"enable.auto.commit\" = true\n\"enable.auto.offset.store\" = true\n\"isolation.level\" = \"read_uncommitted\"\n\"group.instance.id\" = \"x\"\n\"enable.idempotence\" = false\n";
+    ) + "[kafka.consumer]\n\"enable.auto.commit\" = true\n\"enable.auto.offset.store\" = true\n\"isolation.level\" = \"read_uncommitted\"\n\"group.instance.id\" = \"x\"\n\"enable.idempotence\" = false\n\"client.id\" = \"mine\"\n";
     assert_eq!(
         problems(&text),
         [
@@ -385,6 +385,7 @@ fn owned_properties_are_refused_where_their_client_reads_them() {
             "pipeline.toml:16: `kafka.consumer.\"enable.auto.offset.store\"` is managed by txform: txform stores offsets as `transaction.guarantee` requires",
             "pipeline.toml:17: `kafka.consumer.\"isolation.level\"` is managed by txform: txform reads committed records only (see `transaction.guarantee`)",
             "pipeline.toml:18: `kafka.consumer.\"group.instance.id\"` is managed by txform: set `transaction.static_membership` instead",
+            "pipeline.toml:20: `kafka.consumer.\"client.id\"` is managed by txform: txform names each client after its instance and process, which the consumer group reports when it decides who holds an instance id",
         ]
     );
 }
