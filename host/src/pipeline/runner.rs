@@ -193,28 +193,26 @@ pub fn run(pipeline: &Pipeline, mut chain: Chain, stop: &AtomicBool) -> Result<(
             incarnation: me,
             member_id,
         };
-        {
-            match answer_fence(pipeline, &observer, &identity, &reason, stop) {
-                Ok(None) => break Ok(()),
-                Ok(Some(why)) => {
-                    rejoins.retain(|at| at.elapsed() < REJOIN_WINDOW);
-                    if rejoins.len() >= MAX_REJOINS {
-                        break Err(RunError::Fatal(format!(
-                            "{reason}: fenced {MAX_REJOINS} times within {REJOIN_WINDOW:?} although no \
-                             newer process with transactional.id {} is a member of group {}; something \
-                             outside this group (another pipeline?) uses the same transactional id",
-                            pipeline.transactional_id(),
-                            pipeline.source.group_id
-                        )));
-                    }
-                    rejoins.push(Instant::now());
-                    log::warn!(
-                        "fenced ({reason}); {why}: rejoining with new Kafka clients, which resume from \
-                         the committed offsets"
-                    );
+        match answer_fence(pipeline, &observer, &identity, &reason, stop) {
+            Ok(None) => break Ok(()),
+            Ok(Some(why)) => {
+                rejoins.retain(|at| at.elapsed() < REJOIN_WINDOW);
+                if rejoins.len() >= MAX_REJOINS {
+                    break Err(RunError::Fatal(format!(
+                        "{reason}: fenced {MAX_REJOINS} times within {REJOIN_WINDOW:?} although no \
+                         newer process with transactional.id {} is a member of group {}; something \
+                         outside this group (another pipeline?) uses the same transactional id",
+                        pipeline.transactional_id(),
+                        pipeline.source.group_id
+                    )));
                 }
-                Err(error) => break Err(error),
+                rejoins.push(Instant::now());
+                log::warn!(
+                    "fenced ({reason}); {why}: rejoining with new Kafka clients, which resume from \
+                     the committed offsets"
+                );
             }
+            Err(error) => break Err(error),
         }
     };
     log::info!("stopping: {}", stats.summary());
