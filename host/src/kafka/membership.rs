@@ -20,6 +20,7 @@ use rdkafka::bindings;
 use rdkafka::client::{Client, ClientContext};
 use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext};
 use rdkafka::error::KafkaResult;
+use rdkafka::TopicPartitionList;
 
 use super::incarnation::Incarnation;
 
@@ -52,6 +53,21 @@ pub struct Identity<'a> {
     pub incarnation: Incarnation,
     /// This process's member id, as its consumer last knew it.
     pub member_id: Option<String>,
+    /// Whether this process's producer still holds the transactional id's epoch.
+    pub epoch: Epoch,
+    /// The newest incarnation of this transactional id found in the group's committed offsets.
+    pub newest_committer: Option<Incarnation>,
+}
+
+/// What this process knows of its producer epoch after a fence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Epoch {
+    /// A transactional request was accepted: no other producer initialised the id since.
+    Held,
+    /// The coordinator fenced the epoch (a newer `init_transactions`, or the broker's own time-out).
+    Lost,
+    /// No answer either way (e.g. the producer failed for another reason).
+    Unknown,
 }
 
 /// What the group says after this process was fenced.
@@ -62,11 +78,21 @@ pub enum Verdict {
     /// No newer process holds the id: the fence was this process's own, and it may rejoin
     /// (fencing any older holder). Says why.
     Newest(String),
+    /// Another member took this instance's static slot, but this process's producer still holds the
+    /// epoch: either a newer process between joining and `init_transactions` (it fences this one in
+    /// a moment), or an older process whose client rejoined by itself after its session expired
+    /// (it never will). Ask again.
+    Contested(String),
 }
 
 /// Decides between `Superseded` and `Newest` from the members of the group.
 pub fn verdict(members: &[Member], me: &Identity<'_>) -> Verdict {
     let id = me.transactional_id;
+    if let Some(newer) = me.newest_committer.filter(|c| *c > me.incarnation) {
+        return Verdict::Superseded(format!(
+            "{newer} has committed offsets of group members with transactional.id {id}"
+        ));
+    }
     if me.is_static {
         let holders: Vec<&Member> = members
             .iter()
@@ -82,6 +108,10 @@ pub fn verdict(members: &[Member], me: &Identity<'_>) -> Verdict {
             ));
         }
         return match holders.first() {
+            Some(other) if me.epoch == Epoch::Held => Verdict::Contested(format!(
+                "{other} holds group.instance.id {id}, but this process's producer still holds \
+                 its epoch"
+            )),
             Some(newer) => Verdict::Superseded(format!(
                 "{newer} joined with group.instance.id {id} after this process"
             )),
@@ -130,6 +160,38 @@ pub fn members<C: ClientContext>(client: &Client<C>, group: &str) -> KafkaResult
             host: m.client_host().trim_start_matches('/').to_string(),
         })
         .collect())
+}
+
+/// The newest incarnation of `transactional_id` in the metadata of the offsets `client`'s group
+/// committed for `partitions` (every committer stamps its offsets, see `Batch::next_offsets`).
+pub fn newest_committer<C: ConsumerContext>(
+    client: &BaseConsumer<C>,
+    partitions: &TopicPartitionList,
+    transactional_id: &str,
+) -> KafkaResult<Option<Incarnation>> {
+    let committed = client.committed_offsets(partitions.clone(), DESCRIBE_TIMEOUT)?;
+    Ok(committed
+        .elements()
+        .iter()
+        .filter_map(|e| Incarnation::parse(e.metadata(), transactional_id))
+        .max())
+}
+
+/// Every partition of `topics`, for [`newest_committer`].
+pub fn partitions_of<C: ConsumerContext>(
+    client: &BaseConsumer<C>,
+    topics: &[String],
+) -> KafkaResult<TopicPartitionList> {
+    let mut tpl = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = client.fetch_metadata(Some(topic), DESCRIBE_TIMEOUT)?;
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                tpl.add_partition(t.name(), p.id());
+            }
+        }
+    }
+    Ok(tpl)
 }
 
 /// The member id librdkafka holds for `consumer` (empty before the first join).
@@ -241,7 +303,35 @@ mod tests {
             is_static,
             incarnation: incarnation(100),
             member_id: member_id.map(str::to_string),
+            epoch: Epoch::Lost,
+            newest_committer: Some(incarnation(100)),
         }
+    }
+
+    #[test]
+    fn a_newer_committer_wins_and_a_slot_taken_while_holding_the_epoch_is_contested() {
+        const A: &str = "t-0-0b5ec9a2-8f3e-4c7e-9a51-2d4f1e6b7c80";
+        const B: &str = "t-0-4d7a1c9e-2b6f-4e8a-8c3d-9f0e1a2b3c4d";
+        let mine = member(A, "t-0:100:1:0");
+        // A zombie that rejoined by itself holds the slot, but a newer process has been committing.
+        let mut zombie = me(true, Some(A));
+        zombie.newest_committer = Some(incarnation(150));
+        assert!(matches!(
+            verdict(std::slice::from_ref(&mine), &zombie),
+            Verdict::Superseded(_)
+        ));
+        // The successor, displaced by that zombie, still holds the epoch: not superseded yet.
+        let mut displaced = me(true, Some(B));
+        displaced.epoch = Epoch::Held;
+        assert!(matches!(
+            verdict(std::slice::from_ref(&mine), &displaced),
+            Verdict::Contested(_)
+        ));
+        displaced.epoch = Epoch::Unknown;
+        assert!(matches!(
+            verdict(&[mine], &displaced),
+            Verdict::Superseded(_)
+        ));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 mod client_log;
 mod clients;
 mod delivery;
-mod errors;
+pub mod errors;
 pub mod headers;
 mod incarnation;
 pub mod membership;

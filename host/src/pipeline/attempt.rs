@@ -13,7 +13,7 @@ use rdkafka::producer::Producer as _;
 use txform_plugin_api::Record;
 
 use crate::config::{FailureAction, Guarantee, Pipeline};
-use crate::kafka::{is_record_refusal, Consumer, Deliveries, KnownTopics, Producer};
+use crate::kafka::{is_record_refusal, Consumer, Deliveries, Incarnation, KnownTopics, Producer};
 use crate::plugin::Chain;
 
 use super::batch::Batch;
@@ -194,7 +194,10 @@ impl Attempt<'_, '_> {
     fn commit(&self, range: Range<usize>, transactional: bool) -> Result<(), Failure> {
         let offsets = self
             .batch
-            .next_offsets(range)
+            .next_offsets(
+                range,
+                &Incarnation::current().client_id(&self.pipeline.transactional_id()),
+            )
             .map_err(|e| Failure::kafka("offsets", e))?;
         self.flush()?;
         if !transactional {

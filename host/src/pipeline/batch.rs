@@ -153,10 +153,18 @@ impl<'c> Batch<'c> {
     /// The offsets to commit after the records in `range`: one past the last of each partition.
     /// Records are in fetch order, so a range that follows everything committed before it covers a
     /// contiguous next chunk of every partition it touches.
-    pub fn next_offsets(&self, range: Range<usize>) -> Result<TopicPartitionList, KafkaError> {
+    /// Each offset carries `stamp` as its metadata: the committing process's incarnation, which
+    /// tells a fenced process whether a newer one has been committing (see `kafka::membership`).
+    pub fn next_offsets(
+        &self,
+        range: Range<usize>,
+        stamp: &str,
+    ) -> Result<TopicPartitionList, KafkaError> {
         let mut tpl = TopicPartitionList::new();
         for ((topic, partition), span) in self.spans(range) {
-            tpl.add_partition_offset(topic, partition, Offset::Offset(span.last + 1))?;
+            let mut element = tpl.add_partition(topic, partition);
+            element.set_offset(Offset::Offset(span.last + 1))?;
+            element.set_metadata(stamp);
         }
         Ok(tpl)
     }

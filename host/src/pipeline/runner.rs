@@ -23,15 +23,18 @@ use rdkafka::consumer::Consumer as _;
 use rdkafka::producer::Producer as _;
 
 use crate::config::{Guarantee, Pipeline};
-use crate::kafka::membership::{self, Identity, Verdict};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::TopicPartitionList;
+
+use crate::kafka::membership::{self, Epoch, Identity, Verdict};
 use crate::kafka::{
-    build_consumer, build_observer, build_producer, classify, fatal_hint, Consumer, ErrorClass,
-    Incarnation, Observer, Producer,
+    build_consumer, build_observer, build_producer, classify, errors, fatal_hint, Consumer,
+    ErrorClass, Incarnation, Observer, Producer,
 };
 use crate::plugin::Chain;
 
 use super::copier::Copier;
-use super::retry::until_done_or_stopped;
+use super::retry::{abort_until_done, sleep_unless_stopped, until_done_or_stopped};
 use super::stats::Stats;
 
 /// Why an instance stopped before being asked to.
@@ -171,29 +174,35 @@ pub fn run(pipeline: &Pipeline, mut chain: Chain, stop: &AtomicBool) -> Result<(
     let mut stats = Stats::new(pipeline.log.stats_interval);
     let mut rejoins: Vec<Instant> = Vec::new();
     let result = loop {
-        let end = match Clients::start(pipeline, stop) {
+        // The clients stay alive while a fence is answered: the producer is asked whether it
+        // still holds the epoch.
+        let (reason, clients, member_id) = match Clients::start(pipeline, stop) {
             Ok(clients) => {
                 log::info!("txform running as {}", pipeline.transactional_id());
                 match Copier::new(pipeline, &clients, &mut chain, &mut stats, stop).run() {
-                    End::Fenced(reason) => End::FencedAs(reason, Some(clients.member_id())),
-                    other => other,
+                    End::Fenced(reason) | End::FencedAs(reason, _) => {
+                        let member_id = Some(clients.member_id());
+                        (reason, Some(clients), member_id)
+                    }
+                    End::Stopped => break Ok(()),
+                    End::Failed(error) => break Err(error),
                 }
             }
-            Err(end) => end,
+            Err(End::Stopped) => break Ok(()),
+            Err(End::Failed(error)) => break Err(error),
+            Err(End::Fenced(reason)) => (reason, None, None),
+            Err(End::FencedAs(reason, member_id)) => (reason, None, member_id),
         };
-        let (reason, member_id) = match end {
-            End::Stopped => break Ok(()),
-            End::Failed(error) => break Err(error),
-            End::Fenced(reason) => (reason, None),
-            End::FencedAs(reason, member_id) => (reason, member_id),
-        };
-        let identity = Identity {
-            transactional_id: &pipeline.transactional_id(),
-            is_static: pipeline.transaction.static_membership,
-            incarnation: me,
+        let answer = answer_fence(
+            pipeline,
+            &observer,
+            clients.as_ref(),
             member_id,
-        };
-        match answer_fence(pipeline, &observer, &identity, &reason, stop) {
+            &reason,
+            stop,
+        );
+        drop(clients);
+        match answer {
             Ok(None) => break Ok(()),
             Ok(Some(why)) => {
                 rejoins.retain(|at| at.elapsed() < REJOIN_WINDOW);
@@ -219,25 +228,127 @@ pub fn run(pipeline: &Pipeline, mut chain: Chain, stop: &AtomicBool) -> Result<(
     result
 }
 
+/// How long a contested slot is asked about again before this process takes it back: a newer
+/// process fences this one's producer right after it joined (its `init_transactions`), well within
+/// this; an older one that rejoined by itself never does.
+const CONTEST_WAIT: Duration = Duration::from_secs(10);
+const CONTEST_PAUSE: Duration = Duration::from_millis(500);
+
 /// Asks the group who holds this instance's id after a fence. `Ok(Some(why))`: rejoin, because
 /// `why`; `Ok(None)`: stopped while asking; `Err`: a newer process took over.
 fn answer_fence(
     pipeline: &Pipeline,
     observer: &Observer,
-    me: &Identity<'_>,
+    clients: Option<&Clients>,
+    member_id: Option<String>,
     reason: &str,
     stop: &AtomicBool,
 ) -> Result<Option<String>, RunError> {
     let group = &pipeline.source.group_id;
-    let Some(members) = membership::ask(observer.client(), group, stop) else {
-        return Ok(None);
-    };
-    match membership::verdict(&members, me) {
-        Verdict::Superseded(newer) => Err(RunError::Superseded(format!(
-            "a newer instance with the same id took over: {newer} (group {group}); this instance ({}) \
-             stops without committing again ({reason})",
-            me.incarnation
-        ))),
-        Verdict::Newest(why) => Ok(Some(why)),
+    let transactional_id = pipeline.transactional_id();
+    let partitions = membership::partitions_of(observer, &pipeline.source.topics).ok();
+    let contested_since = Instant::now();
+    loop {
+        let Some(members) = membership::ask(observer.client(), group, stop) else {
+            return Ok(None);
+        };
+        let me = Identity {
+            transactional_id: &transactional_id,
+            is_static: pipeline.transaction.static_membership,
+            incarnation: Incarnation::current(),
+            member_id: member_id.clone(),
+            epoch: clients.map_or(Epoch::Unknown, |c| probe_epoch(pipeline, c, observer)),
+            newest_committer: partitions.as_ref().and_then(|p| {
+                membership::newest_committer(observer, p, &transactional_id)
+                    .ok()
+                    .flatten()
+            }),
+        };
+        match membership::verdict(&members, &me) {
+            Verdict::Superseded(newer) => {
+                return Err(RunError::Superseded(format!(
+                    "a newer instance with the same id took over: {newer} (group {group}); this \
+                     instance ({}) stops without committing again ({reason})",
+                    me.incarnation
+                )))
+            }
+            Verdict::Newest(why) => return Ok(Some(why)),
+            Verdict::Contested(why) if contested_since.elapsed() >= CONTEST_WAIT => {
+                return Ok(Some(format!(
+                    "{why} after {CONTEST_WAIT:?}, so the holder never initialised transactions: an \
+                     older process whose client rejoined by itself; taking the id back"
+                )))
+            }
+            Verdict::Contested(why) => {
+                log::info!("{why}: asking again");
+                if !sleep_unless_stopped(CONTEST_PAUSE, stop) {
+                    return Ok(None);
+                }
+            }
+        }
     }
+}
+
+/// Whether this process's producer still holds the transactional id's epoch, asked with an empty
+/// transaction: `send_offsets_to_transaction` (of offsets as they are committed, so nothing
+/// changes) first registers with the transaction coordinator, which refuses a fenced epoch; what the
+/// group then says of the offsets does not matter. The transaction is aborted.
+fn probe_epoch(pipeline: &Pipeline, clients: &Clients, observer: &Observer) -> Epoch {
+    let producer = &clients.producer;
+    if let Some((code, _)) = producer.client().fatal_error() {
+        return if errors::is_fencing(code) {
+            Epoch::Lost
+        } else {
+            Epoch::Unknown
+        };
+    }
+    if pipeline.transaction.guarantee != Guarantee::ExactlyOnce {
+        return Epoch::Unknown;
+    }
+    let Some(offsets) = committed_sample(pipeline, observer) else {
+        return Epoch::Unknown;
+    };
+    let Some(metadata) = clients.consumer.group_metadata() else {
+        return Epoch::Unknown;
+    };
+    if producer.begin_transaction().is_err() {
+        return Epoch::Unknown;
+    }
+    let epoch = match producer.send_offsets_to_transaction(&offsets, &metadata, PROBE_TIMEOUT) {
+        Ok(()) => Epoch::Held,
+        Err(e) => match e.rdkafka_error_code() {
+            Some(code)
+                if errors::is_fencing(code) && code != RDKafkaErrorCode::FencedInstanceId =>
+            {
+                Epoch::Lost
+            }
+            Some(
+                RDKafkaErrorCode::FencedInstanceId
+                | RDKafkaErrorCode::UnknownMemberId
+                | RDKafkaErrorCode::IllegalGeneration
+                | RDKafkaErrorCode::RebalanceInProgress,
+            ) => Epoch::Held,
+            _ => Epoch::Unknown,
+        },
+    };
+    let _ = abort_until_done(|t| producer.abort_transaction(t));
+    epoch
+}
+
+/// How long one epoch probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One source partition with the offset the group committed for it, for [`probe_epoch`].
+fn committed_sample(pipeline: &Pipeline, observer: &Observer) -> Option<TopicPartitionList> {
+    let partitions = membership::partitions_of(observer, &pipeline.source.topics).ok()?;
+    let committed = observer.committed_offsets(partitions, PROBE_TIMEOUT).ok()?;
+    let element = committed
+        .elements()
+        .into_iter()
+        .find(|e| matches!(e.offset(), rdkafka::Offset::Offset(_)))?;
+    let mut sample = TopicPartitionList::new();
+    let mut added = sample.add_partition(element.topic(), element.partition());
+    added.set_offset(element.offset()).ok()?;
+    added.set_metadata(element.metadata());
+    Some(sample)
 }

@@ -201,3 +201,49 @@ fn instance_cut_off_past_its_transaction_timeout_rejoins() {
     let committed = assert_output_exact(&produced, &output);
     assert_open_transaction_aborted(&output, &committed, &lso, &end);
 }
+
+/// A zombie frozen between transactions (idle) past its session time-out: once thawed, its client
+/// rejoins the group by itself and may take the successor's static slot, but it cannot take the
+/// successor's producer epoch, and the successor's stamped offsets show that a newer process has
+/// been committing. The zombie stops without a commit; the successor keeps running.
+#[test]
+fn idle_zombie_thawed_after_its_successor_committed_yields() {
+    const N: u64 = 300;
+    let env = TestEnv::new("thawed-idle");
+    let input = env.create_topic("in", PARTITIONS);
+    let output = env.create_topic("out", PARTITIONS);
+    let all = standard_inputs(3 * N, PARTITIONS);
+    let mut produced = produce(&input, &all[..N as usize]);
+    let pipeline = pipeline(&env, &input, &output);
+
+    let mut zombie = env.spawn(&pipeline, "0");
+    wait_for_committed(&output, N as usize, PROCESS_TIMEOUT);
+    wait_for_group_at_end(&pipeline.group_id, &input, PROCESS_TIMEOUT);
+    zombie.pause();
+    let commits_before_freeze = commits(&zombie);
+    std::thread::sleep(Duration::from_millis(SESSION_TIMEOUT_MS + 3000));
+
+    let mut successor = env.spawn(&pipeline, "0");
+    successor.wait_for_log("txform running as", PROCESS_TIMEOUT);
+    produced.extend(produce(&input, &all[N as usize..2 * N as usize]));
+    wait_for_committed(&output, 2 * N as usize, PROCESS_TIMEOUT);
+
+    zombie.resume();
+    produced.extend(produce(&input, &all[2 * N as usize..]));
+    assert_superseded(&mut zombie);
+    assert_eq!(
+        commits(&zombie),
+        commits_before_freeze,
+        "the zombie committed after it was replaced"
+    );
+    wait_for_committed(&output, 3 * N as usize, PROCESS_TIMEOUT);
+    wait_for_group_at_end(&pipeline.group_id, &input, PROCESS_TIMEOUT);
+    assert!(
+        successor.try_exit().is_none(),
+        "the successor must keep running; log tail:\n{}",
+        successor.tail(40)
+    );
+    successor.terminate();
+    successor.expect_exit_code(0, EXIT_TIMEOUT);
+    assert_output_exact(&produced, &output);
+}

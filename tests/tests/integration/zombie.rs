@@ -24,7 +24,7 @@ pub fn assert_superseded(zombie: &mut Txform) {
         "exactly one `txform:` error line, got {errors:?}"
     );
     assert!(
-        errors[0].starts_with("txform: a newer instance with the same id took over: member "),
+        errors[0].starts_with("txform: a newer instance with the same id took over: "),
         "the error must say a newer instance took over: {}",
         errors[0]
     );
