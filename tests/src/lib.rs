@@ -43,9 +43,10 @@ pub use assertions::{
 pub use broker::{bootstrap, ensure_broker};
 pub use logs::{committed_totals, parse_committed, Committed};
 pub use names::unique_name;
-pub use pipeline::{passthrough_config, table, PipelineConfig, Plugin};
+pub use pipeline::{passthrough_config, table, Guarantee, PipelineConfig, Plugin};
 pub use process::{
-    describe_status, run_command, target_dir, txform_bin, workspace_dir, CommandResult, Txform,
+    assert_fresh, describe_status, run_command, target_dir, txform_bin, workspace_dir,
+    CommandResult, Txform,
 };
 pub use read::{read_topic, wait_for_committed, Isolation};
 pub use records::{

@@ -27,6 +27,8 @@ pub struct Record {
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     pub headers: HeaderList,
+    /// Milliseconds since the epoch; `None` when the record has none.
+    pub timestamp: Option<i64>,
 }
 
 impl Record {
@@ -80,6 +82,7 @@ impl Record {
             key: message.key().map(<[u8]>::to_vec),
             value: message.payload().map(<[u8]>::to_vec),
             headers,
+            timestamp: message.timestamp().to_millis(),
         }
     }
 }
@@ -91,6 +94,8 @@ pub struct InputSpec {
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     pub headers: HeaderList,
+    /// The record's create time (ms); `None` lets the producer stamp it with the current time.
+    pub timestamp: Option<i64>,
 }
 
 impl InputSpec {
@@ -105,11 +110,28 @@ impl InputSpec {
                 TEST_ID_HEADER.as_bytes().to_vec(),
                 Some(id.to_string().into_bytes()),
             )],
+            timestamp: None,
         }
     }
 
     pub fn with_value(mut self, value: impl Into<Vec<u8>>) -> InputSpec {
         self.value = Some(value.into());
+        self
+    }
+
+    pub fn with_key(mut self, key: Option<&[u8]>) -> InputSpec {
+        self.key = key.map(<[u8]>::to_vec);
+        self
+    }
+
+    /// No value: a tombstone.
+    pub fn without_value(mut self) -> InputSpec {
+        self.value = None;
+        self
+    }
+
+    pub fn with_timestamp(mut self, timestamp: i64) -> InputSpec {
+        self.timestamp = Some(timestamp);
         self
     }
 
@@ -147,8 +169,8 @@ pub fn big_value(id: u64, len: usize) -> Vec<u8> {
     value
 }
 
-/// A delivery report: `(partition, offset)` or the error; `None` until it arrives.
-type Delivery = Option<Result<(i32, i64), String>>;
+/// A delivery report: `(partition, offset, timestamp)` or the error; `None` until it arrives.
+type Delivery = Option<Result<(i32, i64, Option<i64>), String>>;
 
 /// Collects delivery reports by input index.
 struct DeliveryContext {
@@ -162,7 +184,11 @@ impl ProducerContext for DeliveryContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, index: Box<usize>) {
         let outcome = match result {
-            Ok(message) => Ok((message.partition(), message.offset())),
+            Ok(message) => Ok((
+                message.partition(),
+                message.offset(),
+                message.timestamp().to_millis(),
+            )),
             Err((error, _)) => Err(error.to_string()),
         };
         let mut results = self.results.lock().unwrap_or_else(|p| p.into_inner());
@@ -221,6 +247,9 @@ impl InputProducer {
             if let Some(value) = &input.value {
                 record = record.payload(value.as_slice());
             }
+            if let Some(timestamp) = input.timestamp {
+                record = record.timestamp(timestamp);
+            }
             loop {
                 match producer.send(record) {
                     Ok(()) => break,
@@ -248,7 +277,7 @@ impl InputProducer {
             .zip(results)
             .enumerate()
             .map(|(index, (input, result))| match result {
-                Some(Ok((partition, offset))) => {
+                Some(Ok((partition, offset, timestamp))) => {
                     assert_eq!(
                         partition, input.partition,
                         "input {index} went to another partition"
@@ -259,6 +288,7 @@ impl InputProducer {
                         key: input.key.clone(),
                         value: input.value.clone(),
                         headers: input.headers.clone(),
+                        timestamp,
                     }
                 }
                 Some(Err(error)) => panic!("input {index} to {} failed: {error}", topic.name),
