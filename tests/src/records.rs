@@ -158,6 +158,14 @@ pub fn standard_inputs(n: u64, partitions: i32) -> Vec<InputSpec> {
         .collect()
 }
 
+/// [`standard_inputs`], except that input `big` has a value of `len` bytes ([`big_value`]).
+pub fn standard_inputs_with_big(n: u64, partitions: i32, big: u64, len: usize) -> Vec<InputSpec> {
+    let mut inputs = standard_inputs(n, partitions);
+    let spec = &mut inputs[big as usize];
+    spec.value = Some(big_value(big, len));
+    inputs
+}
+
 /// A value of `len` bytes that is still the standard JSON of input `id` (padded with a `pad` field).
 pub fn big_value(id: u64, len: usize) -> Vec<u8> {
     let head = format!("{{\"id\":{id},\"seq\":\"id-{id:06}\",\"pad\":\"");

@@ -73,7 +73,20 @@ impl Attempt<'_, '_> {
             .and_then(|done| self.commit(range, transactional).map(|()| done));
         match result {
             Err(failure) if transactional => Err(self.abort(failure)),
+            Err(failure) => {
+                self.settle();
+                Err(failure)
+            }
             other => other,
+        }
+    }
+
+    /// At-least-once: waits for the reports of a failed attempt's messages still in flight (each
+    /// ends by `message.timeout.ms`), so they are not taken for the next attempt's.
+    fn settle(&self) {
+        let tracker = self.producer.context();
+        while !tracker.wait_all(FLUSH_REPORT_EVERY) {
+            log::warn!("still waiting for the delivery reports of a failed attempt");
         }
     }
 

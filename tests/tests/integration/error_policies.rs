@@ -22,8 +22,8 @@ use txform_tests::dead_letter::{
 use txform_tests::{
     assert_same_content, big_value, by_partition, committed_offsets, committed_totals, content_of,
     end_offsets, ids_of, last_stable_offsets, pause_in_open_transaction, produce, read_topic,
-    standard_inputs, table, wait_for_committed, wait_for_group_at_end, InputProducer, InputSpec,
-    Isolation, Plugin, Record, TestEnv, Topic, Txform,
+    standard_inputs, standard_inputs_with_big, table, wait_for_committed, wait_for_group_at_end,
+    InputProducer, InputSpec, Isolation, Plugin, Record, TestEnv, Topic, Txform,
 };
 
 use crate::{EXIT_TIMEOUT, PROCESS_TIMEOUT};
@@ -1028,17 +1028,7 @@ fn output_kafka_refuses_is_dead_lettered_as_its_source_record() {
     let input = env.create_topic("in", BIG_PARTITIONS);
     let output = env.create_topic_with("out", BIG_PARTITIONS, &[("max.message.bytes", "100000")]);
     let dlq = env.create_topic("dlq", 1);
-    let inputs: Vec<InputSpec> = standard_inputs(N, BIG_PARTITIONS)
-        .into_iter()
-        .enumerate()
-        .map(|(id, spec)| {
-            if id as u64 == BIG {
-                spec.with_value(big_value(BIG, 200_000))
-            } else {
-                spec
-            }
-        })
-        .collect();
+    let inputs = standard_inputs_with_big(N, BIG_PARTITIONS, BIG, 200_000);
     let produced = produce(&input, &inputs);
     let big = produced[BIG as usize].clone();
     assert_eq!((big.partition, big.offset), (1, 33));

@@ -8,6 +8,7 @@
 //! test (a restarted instance fences its predecessor instead of waiting for its transaction to time out).
 
 mod aborted_output;
+mod at_least_once;
 mod bad_config;
 mod chain;
 mod error_policies;
