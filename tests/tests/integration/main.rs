@@ -18,6 +18,7 @@ mod harness;
 mod kill_restart;
 mod missing_topics;
 mod plugin_failure;
+mod round_trip;
 mod stop;
 mod survival;
 mod transient;
