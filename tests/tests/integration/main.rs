@@ -12,6 +12,7 @@ mod at_least_once;
 mod bad_config;
 mod chain;
 mod error_policies;
+mod exit_codes;
 mod fencing;
 mod happy_path;
 mod harness;
