@@ -72,7 +72,7 @@ impl Record {
     }
 
     /// Reads header names as bytes: rust-rdkafka's own header accessor panics on non-UTF-8 names.
-    pub(crate) fn from_message(message: &BorrowedMessage<'_>) -> Record {
+    pub fn from_message(message: &BorrowedMessage<'_>) -> Record {
         let headers = txform::kafka::headers::headers(message)
             .map(|h| (h.key.to_vec(), h.value.map(<[u8]>::to_vec)))
             .collect();
