@@ -60,20 +60,20 @@ fn show(record: &Record) -> String {
         })
         .collect();
     format!(
-        "{} key={:?} value={value:?} headers=[{}]",
+        "{} key={:?} value={value:?} headers=[{}] timestamp={:?}",
         record.position(),
-        record.key_str(),
-        headers.join(", ")
+        record.key.as_deref().map(|k| k.escape_ascii().to_string()),
+        headers.join(", "),
+        record.timestamp
     )
 }
 
 /// Asserts that `actual` has exactly the records of `expected`, in the same order, with the same
-/// partition, key, value and headers (offsets may differ). `what` names the comparison.
+/// partition, key, value, headers and timestamp (offsets may differ). `what` names the comparison.
 pub fn assert_same_content(expected: &[Record], actual: &[Record], what: &str) {
-    let first_difference = expected
-        .iter()
-        .zip(actual)
-        .position(|(e, a)| e.partition != a.partition || content_of(e) != content_of(a));
+    let first_difference = expected.iter().zip(actual).position(|(e, a)| {
+        e.partition != a.partition || e.timestamp != a.timestamp || content_of(e) != content_of(a)
+    });
     if let Some(i) = first_difference {
         panic!(
             "{what}: record {i} differs (expected {} records, got {}):\n  expected {}\n  actual   {}",

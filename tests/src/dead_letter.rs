@@ -1,6 +1,6 @@
 //! Error policies and what they leave behind: the `[errors]` keys [`PipelineConfig`] does not write
 //! (`on_failure`, `dead_letter_topic`, `max_retry_time_ms`), dead-letter records with their `txform.*`
-//! headers, record timestamps, the `stats:` / `totals:` lines and the offset spans named in log lines.
+//! headers, the `stats:` / `totals:` lines and the offset spans named in log lines.
 //!
 //! ```text
 //! let policy = ErrorPolicy::dead_letter(&dlq);
@@ -11,17 +11,10 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use toml::{Table, Value};
 
 use crate::assertions::Content;
-use crate::broker::client_config;
-use crate::names::unique_name;
 use crate::pipeline::PipelineConfig;
 use crate::process::Txform;
 use crate::records::Record;
@@ -219,53 +212,6 @@ impl DeadLetter {
     pub fn source(&self) -> (i32, i64) {
         (self.source_partition, self.source_offset)
     }
-}
-
-/// How long [`timestamps`] may take before the environment is declared broken.
-const TIMESTAMPS_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The timestamp (milliseconds, `None` if the record has none) of every record of `topic`, read as
-/// a read_uncommitted consumer sees it now, by `(partition, offset)`.
-pub fn timestamps(topic: &Topic) -> BTreeMap<(i32, i64), Option<i64>> {
-    let consumer: BaseConsumer = client_config()
-        .set("group.id", unique_name("timestamps"))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_uncommitted")
-        .create()
-        .expect("create a timestamp reader");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..topic.partitions {
-        tpl.add_partition_offset(&topic.name, p, Offset::Beginning)
-            .expect("add partition");
-    }
-    consumer.assign(&tpl).expect("assign the partitions");
-    let started = Instant::now();
-    let mut found = BTreeMap::new();
-    let mut at_end = std::collections::HashSet::new();
-    while at_end.len() < topic.partitions as usize {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(message)) => {
-                at_end.remove(&message.partition());
-                found.insert(
-                    (message.partition(), message.offset()),
-                    message.timestamp().to_millis(),
-                );
-            }
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                at_end.insert(p);
-            }
-            Some(Err(error)) => panic!("reading timestamps of {}: {error}", topic.name),
-            None => {}
-        }
-        assert!(
-            started.elapsed() < TIMESTAMPS_TIMEOUT,
-            "reading timestamps of {}: not at the end after {TIMESTAMPS_TIMEOUT:?}",
-            topic.name
-        );
-    }
-    found
 }
 
 /// The counters of a `stats:` line or of the `totals:` line (rates left out).

@@ -43,13 +43,15 @@ pub use assertions::{
 pub use broker::{bootstrap, ensure_broker};
 pub use logs::{committed_totals, parse_committed, Committed};
 pub use names::unique_name;
-pub use pipeline::{passthrough_config, table, PipelineConfig, Plugin};
+pub use pipeline::{passthrough_config, table, Guarantee, PipelineConfig, Plugin};
 pub use process::{
-    describe_status, run_command, target_dir, txform_bin, workspace_dir, CommandResult, Txform,
+    assert_fresh, describe_status, run_command, target_dir, txform_bin, workspace_dir,
+    CommandResult, Txform,
 };
 pub use read::{read_topic, wait_for_committed, Isolation};
 pub use records::{
-    big_value, produce, standard_inputs, InputProducer, InputSpec, Record, TEST_ID_HEADER,
+    big_value, produce, standard_inputs, standard_inputs_with_big, InputProducer, InputSpec,
+    Record, TEST_ID_HEADER,
 };
 pub use topics::{
     committed_offsets, create_topic, end_offsets, last_stable_offsets, partition_count,
@@ -217,26 +219,42 @@ pub fn pause_in_open_transaction(
     output: &Topic,
     timeout: std::time::Duration,
 ) -> (Vec<i64>, Vec<i64>) {
+    let what = format!("an open transaction with records in {}", output.name);
+    pause_when(txform, timeout, &what, || {
+        let (lso, end) = (last_stable_offsets(output), end_offsets(output));
+        lso.iter()
+            .zip(&end)
+            .any(|(l, e)| l < e)
+            .then_some((lso, end))
+    })
+}
+
+/// Freezes `txform` (SIGSTOP) at a moment when `state` finds what a test waits for (`Some`), and
+/// finds the same 500 ms later (a frozen process changes nothing, so the state is not one about to
+/// end). Tries again (resuming the process for a moment) until `timeout`; `what` names the state
+/// in the failure message.
+pub fn pause_when<T: PartialEq>(
+    txform: &mut Txform,
+    timeout: std::time::Duration,
+    what: &str,
+    mut state: impl FnMut() -> Option<T>,
+) -> T {
     use std::time::{Duration, Instant};
     let deadline = Instant::now() + timeout;
     let mut attempt: u64 = 0;
     loop {
         attempt += 1;
         txform.pause();
-        let open = |lso: &[i64], end: &[i64]| lso.iter().zip(end).any(|(l, e)| l < e);
-        let (lso, end) = (last_stable_offsets(output), end_offsets(output));
-        if open(&lso, &end) {
+        if let Some(first) = state() {
             std::thread::sleep(Duration::from_millis(500));
-            let (lso2, end2) = (last_stable_offsets(output), end_offsets(output));
-            if open(&lso2, &end2) && lso2 == lso && end2 == end {
-                return (lso, end);
+            if state().as_ref() == Some(&first) {
+                return first;
             }
         }
         txform.resume();
         assert!(
             Instant::now() < deadline,
-            "no open transaction with records in {} caught in {attempt} attempts over {timeout:?}",
-            output.name
+            "{what} not caught in {attempt} attempts over {timeout:?}"
         );
         // Vary the phase at which the next attempt freezes the process.
         std::thread::sleep(Duration::from_millis(5 + (attempt * 17) % 60));

@@ -4,8 +4,10 @@ use std::path::PathBuf;
 
 use toml::{Table, Value};
 
+pub use txform::config::Guarantee;
+
 use crate::broker::bootstrap;
-use crate::process::target_dir;
+use crate::process::{assert_fresh, target_dir};
 
 /// A plugin library for a `[[transform]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +42,8 @@ impl Plugin {
         Plugin::Built("libtxform_fixture_old_version.so".into())
     }
 
-    /// The path written to the pipeline file; a built library must exist.
+    /// The path written to the pipeline file; a built library must exist and be newer than its
+    /// sources (its crate's and the plugin API's).
     pub fn path(&self) -> PathBuf {
         match self {
             Plugin::Built(file) => {
@@ -51,10 +54,25 @@ impl Plugin {
                      scripts/test.sh runs)",
                     path.display()
                 );
+                assert_fresh(&path, &["plugin-api", &source_dir(file)]);
                 path
             }
             Plugin::Path(path) => path.clone(),
         }
+    }
+}
+
+/// The crate directory (relative to the workspace) of a library this workspace builds:
+/// `libtxform_<name>.so` comes from `plugins/<name>` (underscores as dashes), the fixtures from
+/// `tests/fixtures`.
+fn source_dir(file: &str) -> String {
+    let name = file
+        .trim_start_matches("libtxform_")
+        .trim_end_matches(".so")
+        .replace('_', "-");
+    match name.strip_prefix("fixture-") {
+        Some(fixture) => format!("tests/fixtures/{fixture}-plugin"),
+        None => format!("plugins/{name}"),
     }
 }
 
@@ -88,6 +106,7 @@ pub struct PipelineConfig {
     pub group_id: String,
     pub id_prefix: String,
     pub instance_id: String,
+    pub guarantee: Guarantee,
     pub static_membership: bool,
     pub max_records: i64,
     pub max_wait_ms: i64,
@@ -116,6 +135,7 @@ impl PipelineConfig {
             group_id,
             id_prefix,
             instance_id: "0".into(),
+            guarantee: Guarantee::ExactlyOnce,
             static_membership: true,
             max_records: 1000,
             max_wait_ms: 100,
@@ -140,6 +160,11 @@ impl PipelineConfig {
             plugin,
             config,
         });
+        self
+    }
+
+    pub fn guarantee(mut self, guarantee: Guarantee) -> Self {
+        self.guarantee = guarantee;
         self
     }
 
@@ -219,7 +244,7 @@ impl PipelineConfig {
             (
                 "transaction",
                 Value::Table(table(&[
-                    ("guarantee", Value::String("exactly-once".into())),
+                    ("guarantee", Value::String(self.guarantee.as_str().into())),
                     ("id_prefix", Value::String(self.id_prefix.clone())),
                     ("instance_id", Value::String(self.instance_id.clone())),
                     ("static_membership", Value::Boolean(self.static_membership)),
@@ -261,6 +286,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_built_library_maps_to_an_existing_crate() {
+        for plugin in [
+            Plugin::passthrough(),
+            Plugin::json_transform(),
+            Plugin::fault(),
+            Plugin::incompatible_fixture(),
+            Plugin::old_version_fixture(),
+        ] {
+            let Plugin::Built(file) = plugin else {
+                panic!("a built library");
+            };
+            let dir = crate::process::workspace_dir().join(source_dir(&file));
+            assert!(
+                dir.join("Cargo.toml").is_file(),
+                "{file}: {} is not a crate",
+                dir.display()
+            );
+        }
+    }
+
+    #[test]
     fn pipeline_file_round_trips() {
         let pipeline = PipelineConfig::new(vec!["in".into()], "out".into(), "g".into(), "p".into())
             .transform(
@@ -284,5 +330,15 @@ mod tests {
             Some(true)
         );
         assert_eq!(parsed["transaction"]["id_prefix"].as_str(), Some("p"));
+        assert_eq!(
+            parsed["transaction"]["guarantee"].as_str(),
+            Some("exactly-once")
+        );
+        let at_least_once = pipeline.guarantee(Guarantee::AtLeastOnce).to_toml();
+        let parsed: Table = at_least_once.parse().expect("valid TOML");
+        assert_eq!(
+            parsed["transaction"]["guarantee"].as_str(),
+            Some("at-least-once")
+        );
     }
 }

@@ -50,8 +50,8 @@ pub fn target_dir() -> PathBuf {
     workspace_dir().join("target").join("debug")
 }
 
-/// The `txform` binary: `$TXFORM_BIN`, else `txform` in [`target_dir`]. Panics if it is missing, and
-/// warns (once) if host sources are newer than it.
+/// The `txform` binary: `$TXFORM_BIN`, else `txform` in [`target_dir`]. Panics if it is missing or
+/// older than the sources of the host or the plugin API.
 pub fn txform_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -64,41 +64,60 @@ pub fn txform_bin() -> PathBuf {
              scripts/test.sh runs) or set {BIN_ENV}",
             bin.display()
         );
-        warn_if_stale(&bin);
+        assert_fresh(&bin, &["host", "plugin-api"]);
         bin
     })
     .clone()
 }
 
-/// Warns when a source file of the host, the plugin API or a plugin is newer than the binary: the
-/// tests would then exercise old code.
-fn warn_if_stale(bin: &Path) {
-    let Ok(built) = bin.metadata().and_then(|m| m.modified()) else {
-        return;
-    };
+/// Panics when a source file (`.rs` or `Cargo.toml`) under one of the workspace directories `dirs`
+/// is newer than `built`: the tests would exercise old code and could pass against it.
+pub fn assert_fresh(built: &Path, dirs: &[&str]) {
     let root = workspace_dir();
-    let newest = ["host/src", "plugin-api/src", "plugins"]
+    let newest = dirs
         .iter()
-        .filter_map(|dir| newest_file(&root.join(dir)))
+        .filter_map(|dir| newest_source(&root.join(dir)))
         .max_by_key(|(time, _)| *time);
-    if let Some((time, path)) = newest {
-        if time > built {
-            eprintln!(
-                "warning: {} is newer than {}; run `cargo build --workspace` to test the current code",
-                path.display(),
-                bin.display()
-            );
-        }
+    if let Some(problem) = stale_problem(built, newest) {
+        panic!("{problem}");
     }
 }
 
-fn newest_file(dir: &Path) -> Option<(SystemTime, PathBuf)> {
+/// Why `built` is stale, given the newest of its sources; `None` if it is not.
+fn stale_problem(built: &Path, newest: Option<(SystemTime, PathBuf)>) -> Option<String> {
+    let built_at = match built.metadata().and_then(|m| m.modified()) {
+        Ok(time) => time,
+        Err(e) => {
+            return Some(format!(
+                "cannot read the modification time of {}: {e}",
+                built.display()
+            ))
+        }
+    };
+    let (time, path) = newest?;
+    (time > built_at).then(|| {
+        format!(
+            "{} is newer than {}: the tests would run old code; run `cargo build --workspace` first",
+            path.display(),
+            built.display()
+        )
+    })
+}
+
+/// The newest `.rs` or `Cargo.toml` file under `dir` (skipping `target` directories).
+fn newest_source(dir: &Path) -> Option<(SystemTime, PathBuf)> {
     let mut newest: Option<(SystemTime, PathBuf)> = None;
     for entry in std::fs::read_dir(dir).ok()?.flatten() {
         let path = entry.path();
         let candidate = if path.is_dir() {
-            newest_file(&path)
-        } else if path.extension() == Some(OsStr::new("rs")) {
+            if path.file_name() == Some(OsStr::new("target")) {
+                None
+            } else {
+                newest_source(&path)
+            }
+        } else if path.extension() == Some(OsStr::new("rs"))
+            || path.file_name() == Some(OsStr::new("Cargo.toml"))
+        {
             entry
                 .metadata()
                 .and_then(|m| m.modified())
@@ -455,5 +474,54 @@ pub fn run_command(args: &[&OsStr], timeout: Duration) -> CommandResult {
         status,
         stdout: read(&out_path),
         stderr: read(&err_path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_newer_than_the_build_is_a_failure_naming_the_fix() {
+        let dir = tempfile::tempdir().expect("scratch directory");
+        let built = dir.path().join("txform");
+        std::fs::write(&built, b"").expect("write");
+        let built_at = built.metadata().and_then(|m| m.modified()).expect("mtime");
+        let source = dir.path().join("lib.rs");
+        let later = built_at + Duration::from_secs(1);
+        let problem = stale_problem(&built, Some((later, source.clone())))
+            .expect("a newer source is a problem");
+        assert_eq!(
+            problem,
+            format!(
+                "{} is newer than {}: the tests would run old code; run `cargo build --workspace` first",
+                source.display(),
+                built.display()
+            )
+        );
+        let earlier = built_at - Duration::from_secs(1);
+        assert_eq!(stale_problem(&built, Some((earlier, source))), None);
+        assert_eq!(stale_problem(&built, None), None);
+    }
+
+    #[test]
+    fn the_newest_source_is_found_in_subdirectories_but_not_in_target() {
+        let dir = tempfile::tempdir().expect("scratch directory");
+        let src = dir.path().join("src");
+        let target = dir.path().join("target");
+        std::fs::create_dir_all(&src).expect("mkdir");
+        std::fs::create_dir_all(&target).expect("mkdir");
+        let old = src.join("old.rs");
+        let new = src.join("new.rs");
+        let ignored = target.join("newest.rs");
+        let now = SystemTime::now();
+        for (path, age) in [(&old, 30), (&new, 20), (&ignored, 10)] {
+            let file = File::create(path).expect("create");
+            file.set_modified(now - Duration::from_secs(age))
+                .expect("set mtime");
+        }
+        let file = File::create(dir.path().join("notes.txt")).expect("create");
+        file.set_modified(now).expect("set mtime");
+        assert_eq!(newest_source(dir.path()).map(|(_, p)| p), Some(new));
     }
 }

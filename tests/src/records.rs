@@ -27,6 +27,8 @@ pub struct Record {
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     pub headers: HeaderList,
+    /// Milliseconds since the epoch; `None` when the record has none.
+    pub timestamp: Option<i64>,
 }
 
 impl Record {
@@ -70,7 +72,7 @@ impl Record {
     }
 
     /// Reads header names as bytes: rust-rdkafka's own header accessor panics on non-UTF-8 names.
-    pub(crate) fn from_message(message: &BorrowedMessage<'_>) -> Record {
+    pub fn from_message(message: &BorrowedMessage<'_>) -> Record {
         let headers = txform::kafka::headers::headers(message)
             .map(|h| (h.key.to_vec(), h.value.map(<[u8]>::to_vec)))
             .collect();
@@ -80,6 +82,7 @@ impl Record {
             key: message.key().map(<[u8]>::to_vec),
             value: message.payload().map(<[u8]>::to_vec),
             headers,
+            timestamp: message.timestamp().to_millis(),
         }
     }
 }
@@ -91,6 +94,8 @@ pub struct InputSpec {
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     pub headers: HeaderList,
+    /// The record's create time (ms); `None` lets the producer stamp it with the current time.
+    pub timestamp: Option<i64>,
 }
 
 impl InputSpec {
@@ -105,11 +110,28 @@ impl InputSpec {
                 TEST_ID_HEADER.as_bytes().to_vec(),
                 Some(id.to_string().into_bytes()),
             )],
+            timestamp: None,
         }
     }
 
     pub fn with_value(mut self, value: impl Into<Vec<u8>>) -> InputSpec {
         self.value = Some(value.into());
+        self
+    }
+
+    pub fn with_key(mut self, key: Option<&[u8]>) -> InputSpec {
+        self.key = key.map(<[u8]>::to_vec);
+        self
+    }
+
+    /// No value: a tombstone.
+    pub fn without_value(mut self) -> InputSpec {
+        self.value = None;
+        self
+    }
+
+    pub fn with_timestamp(mut self, timestamp: i64) -> InputSpec {
+        self.timestamp = Some(timestamp);
         self
     }
 
@@ -136,6 +158,14 @@ pub fn standard_inputs(n: u64, partitions: i32) -> Vec<InputSpec> {
         .collect()
 }
 
+/// [`standard_inputs`], except that input `big` has a value of `len` bytes ([`big_value`]).
+pub fn standard_inputs_with_big(n: u64, partitions: i32, big: u64, len: usize) -> Vec<InputSpec> {
+    let mut inputs = standard_inputs(n, partitions);
+    let spec = &mut inputs[big as usize];
+    spec.value = Some(big_value(big, len));
+    inputs
+}
+
 /// A value of `len` bytes that is still the standard JSON of input `id` (padded with a `pad` field).
 pub fn big_value(id: u64, len: usize) -> Vec<u8> {
     let head = format!("{{\"id\":{id},\"seq\":\"id-{id:06}\",\"pad\":\"");
@@ -147,8 +177,8 @@ pub fn big_value(id: u64, len: usize) -> Vec<u8> {
     value
 }
 
-/// A delivery report: `(partition, offset)` or the error; `None` until it arrives.
-type Delivery = Option<Result<(i32, i64), String>>;
+/// A delivery report: `(partition, offset, timestamp)` or the error; `None` until it arrives.
+type Delivery = Option<Result<(i32, i64, Option<i64>), String>>;
 
 /// Collects delivery reports by input index.
 struct DeliveryContext {
@@ -162,7 +192,11 @@ impl ProducerContext for DeliveryContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, index: Box<usize>) {
         let outcome = match result {
-            Ok(message) => Ok((message.partition(), message.offset())),
+            Ok(message) => Ok((
+                message.partition(),
+                message.offset(),
+                message.timestamp().to_millis(),
+            )),
             Err((error, _)) => Err(error.to_string()),
         };
         let mut results = self.results.lock().unwrap_or_else(|p| p.into_inner());
@@ -221,6 +255,9 @@ impl InputProducer {
             if let Some(value) = &input.value {
                 record = record.payload(value.as_slice());
             }
+            if let Some(timestamp) = input.timestamp {
+                record = record.timestamp(timestamp);
+            }
             loop {
                 match producer.send(record) {
                     Ok(()) => break,
@@ -248,7 +285,7 @@ impl InputProducer {
             .zip(results)
             .enumerate()
             .map(|(index, (input, result))| match result {
-                Some(Ok((partition, offset))) => {
+                Some(Ok((partition, offset, timestamp))) => {
                     assert_eq!(
                         partition, input.partition,
                         "input {index} went to another partition"
@@ -259,6 +296,7 @@ impl InputProducer {
                         key: input.key.clone(),
                         value: input.value.clone(),
                         headers: input.headers.clone(),
+                        timestamp,
                     }
                 }
                 Some(Err(error)) => panic!("input {index} to {} failed: {error}", topic.name),

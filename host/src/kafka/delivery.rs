@@ -71,6 +71,19 @@ impl DeliveryTracker {
         Self::state(&reports)
     }
 
+    /// Waits up to `timeout` until every message sent in this attempt is reported, failed or not;
+    /// returns whether all were. Without a transaction nothing purges a failed attempt's messages,
+    /// and their late reports must not be counted as the next attempt's (which could then see
+    /// its own outputs as delivered before they are, and commit past a refused record).
+    pub fn wait_all(&self, timeout: Duration) -> bool {
+        let guard = self.lock();
+        let (reports, _) = self
+            .changed
+            .wait_timeout_while(guard, timeout, |r| r.reported < r.sent)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        reports.reported >= reports.sent
+    }
+
     /// Waits up to `timeout` for the next report (when librdkafka's queue is full).
     pub fn wait_for_report(&self, timeout: Duration) {
         let guard = self.lock();

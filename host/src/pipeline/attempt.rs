@@ -73,7 +73,21 @@ impl Attempt<'_, '_> {
             .and_then(|done| self.commit(range, transactional).map(|()| done));
         match result {
             Err(failure) if transactional => Err(self.abort(failure)),
+            Err(failure) => {
+                self.settle();
+                Err(failure)
+            }
             other => other,
+        }
+    }
+
+    /// Waits for the reports of a failed attempt's messages still in flight (each ends by
+    /// `message.timeout.ms`, or at once when an abort purged it), so they are not taken for the next
+    /// attempt's.
+    fn settle(&self) {
+        let tracker = self.producer.context();
+        while !tracker.wait_all(FLUSH_REPORT_EVERY) {
+            log::warn!("still waiting for the delivery reports of a failed attempt");
         }
     }
 
@@ -84,7 +98,12 @@ impl Attempt<'_, '_> {
     fn abort(&self, failure: Failure) -> Failure {
         let aborted = abort_until_done(|t| self.producer.abort_transaction(t));
         match (aborted, failure) {
-            (Ok(()), failure) => failure,
+            // The abort accounted for every message; their reports may still be on their way from
+            // the producer's thread, and must not be taken for the next attempt's.
+            (Ok(()), failure) => {
+                self.settle();
+                failure
+            }
             (Err(e), failure @ (Failure::Fenced(_) | Failure::Fatal(_))) => {
                 log::debug!("abort_transaction after `{failure}`: {e}");
                 failure

@@ -4,7 +4,8 @@
 //! panic (caught at the ABI boundary; the host also re-creates the instance) and per-record rejections
 //! ([`Output::reject`], handled by the host's error policy). It can also misbehave in ways the host must
 //! survive: route chosen records to any topic name (`routes`, e.g. one Kafka refuses), emit every
-//! record several times (`copies`) and panic when an instance is dropped (`panic_in_drop`).
+//! record several times (`copies`), panic when an instance is dropped (`panic_in_drop`) and take
+//! long over every call (`delay_ms`).
 //!
 //! ```text
 //! batch ─▶ batch_probability draw ──hit──▶ fail the whole batch (error | panic)
@@ -24,7 +25,8 @@
 //! # Configuration
 //! The `[transform.config]` table in `pipeline.toml`. A record matches if any of the conditions
 //! (`value_contains`, `key_equals`, `offsets`, `batch_probability`) matches; `action` is required with
-//! them. At least one condition or one of `routes`, `copies` and `panic_in_drop` must be set:
+//! them. At least one condition or one of `routes`, `copies`, `panic_in_drop` and `delay_ms` must be
+//! set:
 //!
 //! ```toml
 //! [transform.config]
@@ -40,6 +42,7 @@
 //! routes = [{ partition = 1, offset = 7, topic = "bad out!" }]  # these records go to this topic (any name)
 //! copies = 1                                        # emit every copied record this many times (default 1)
 //! panic_in_drop = false                             # panic when the instance is dropped (default false)
+//! delay_ms = 30000                                  # sleep this long in every call, after a line on stderr
 //! ```
 //!
 //! # Process-wide state
@@ -88,6 +91,9 @@ pub struct Config {
     /// Panic when an instance is dropped (not while the thread already panics).
     #[serde(default)]
     pub panic_in_drop: bool,
+    /// Sleep this long at the start of every call (a slow transform, keeping a transaction open),
+    /// after writing `fault: sleeping <N> ms in a call` to stderr so tests know the call began.
+    pub delay_ms: Option<u64>,
 }
 
 fn default_keep_partition() -> bool {
@@ -136,6 +142,7 @@ pub struct Fault {
     routes: BTreeMap<Position, String>,
     copies: u32,
     panic_in_drop: bool,
+    delay: Option<std::time::Duration>,
     shared: Arc<Shared>,
 }
 
@@ -189,11 +196,16 @@ impl Transform for Fault {
                 .collect(),
             copies: config.copies.unwrap_or(1),
             panic_in_drop: config.panic_in_drop,
+            delay: config.delay_ms.map(std::time::Duration::from_millis),
             shared,
         })
     }
 
     fn transform(&mut self, batch: &[Record<'_>], out: &mut Output) -> Result<(), TransformError> {
+        if let Some(delay) = self.delay {
+            eprintln!("fault: sleeping {} ms in a call", delay.as_millis());
+            std::thread::sleep(delay);
+        }
         if let (Some(probability), Some(first)) = (self.batch_probability, batch.first()) {
             // Draw for every batch, so the sequence of draws does not depend on `times`.
             if next_unit(&self.shared.rng) < probability && self.claim() {
@@ -292,7 +304,10 @@ fn validate(config: &Config) -> Result<(), TransformError> {
         || config.key_equals.is_some()
         || config.offsets.is_some()
         || config.batch_probability.is_some();
-    let misbehaviours = config.routes.is_some() || config.copies.is_some() || config.panic_in_drop;
+    let misbehaviours = config.routes.is_some()
+        || config.copies.is_some()
+        || config.panic_in_drop
+        || config.delay_ms.is_some();
     match (conditions, config.action) {
         (true, None) => {
             return Err(
@@ -311,7 +326,7 @@ fn validate(config: &Config) -> Result<(), TransformError> {
         (false, None) if !misbehaviours => {
             return Err(
                 "no fault: set at least one of value_contains, key_equals, offsets, \
-                        batch_probability, routes, copies or panic_in_drop"
+                        batch_probability, routes, copies, panic_in_drop or delay_ms"
                     .into(),
             );
         }
@@ -548,6 +563,17 @@ mod tests {
                 (1, "b poison c".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn delay_ms_sleeps_in_every_call_then_copies() {
+        let mut f = fault(json!({ "delay_ms": 50, "keep_partition": false }));
+        for _ in 0..2 {
+            let started = std::time::Instant::now();
+            let out = run(&mut f, &batch(&ABC[..1])).unwrap();
+            assert!(started.elapsed() >= std::time::Duration::from_millis(50));
+            assert_eq!(values(&out), [(0, "a".to_string())]);
+        }
     }
 
     #[test]
@@ -850,7 +876,7 @@ mod tests {
             ),
             (
                 json!({}),
-                "no fault: set at least one of value_contains, key_equals, offsets, batch_probability, routes, copies or panic_in_drop",
+                "no fault: set at least one of value_contains, key_equals, offsets, batch_probability, routes, copies, panic_in_drop or delay_ms",
             ),
             (
                 json!({ "value_contains": "x" }),

@@ -35,6 +35,8 @@ pub struct Progress {
     /// Lines the process printed as errors (`txform: ...`), per log file.
     pub errors: BTreeMap<PathBuf, Vec<String>>,
     pub transactions: u64,
+    /// Plugin panics the host caught (one `panicked; re-created its instance` line each).
+    pub panics: u64,
 }
 
 impl Progress {
@@ -90,6 +92,8 @@ impl Progress {
                 self.last_totals
                     .insert(file.to_path_buf(), line.to_string());
             }
+        } else if line.contains("panicked; re-created its instance") {
+            self.panics += 1;
         } else if line.starts_with("txform: ") {
             self.errors
                 .entry(file.to_path_buf())

@@ -15,10 +15,13 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::{Offset, TopicPartitionList};
+use txform_tests::assertions::Content;
 use txform_tests::broker::client_config;
-use txform_tests::{end_offsets, last_stable_offsets, unique_name, Topic, TEST_ID_HEADER};
+use txform_tests::{
+    content_of, end_offsets, last_stable_offsets, unique_name, InputSpec, Record, Topic,
+};
 
 use crate::catch;
 
@@ -34,6 +37,30 @@ pub struct Out {
     pub offset: i64,
     /// The input id (the `test-id` header, else the value's `"id"`); `None` for a foreign record.
     pub id: Option<u64>,
+    /// Whether key, value and headers are exactly those seeded for `id` (see [`seeded_content`]).
+    pub intact: bool,
+}
+
+impl Out {
+    /// Reads header names as bytes (rust-rdkafka's accessor panics on a non-UTF-8 name).
+    fn of(message: &BorrowedMessage<'_>) -> Out {
+        let record = Record::from_message(message);
+        let id = record
+            .test_id()
+            .or_else(|| id_in_value(record.value.as_deref()?));
+        Out {
+            partition: record.partition,
+            offset: record.offset,
+            id,
+            intact: id.is_some_and(|id| content_of(&record) == seeded_content(id)),
+        }
+    }
+}
+
+/// Key, value and headers of the input seeded with `id` ([`crate::seed`] writes the standard ones).
+pub fn seeded_content(id: u64) -> Content {
+    let spec = InputSpec::standard(id, 0);
+    (spec.key, spec.value, spec.headers)
 }
 
 /// The reader that runs alongside the instances.
@@ -156,11 +183,7 @@ fn read(topic: &str, partitions: i32, finish: &AtomicBool, seen: &AtomicU64) -> 
         }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
-                let out = Out {
-                    partition: message.partition(),
-                    offset: message.offset(),
-                    id: id_of(&message),
-                };
+                let out = Out::of(&message);
                 next.insert(out.partition, out.offset + 1);
                 last_record.insert(out.partition, Instant::now());
                 records.push(out);
@@ -206,17 +229,9 @@ fn read(topic: &str, partitions: i32, finish: &AtomicBool, seen: &AtomicU64) -> 
     }
 }
 
-/// The input id an output record carries.
-fn id_of<M: Message>(message: &M) -> Option<u64> {
-    if let Some(headers) = message.headers() {
-        for header in headers.iter() {
-            if header.key == TEST_ID_HEADER {
-                return std::str::from_utf8(header.value?).ok()?.parse().ok();
-            }
-        }
-    }
-    // `{"id":123,...}`: the value carries it too.
-    let value = std::str::from_utf8(message.payload()?).ok()?;
+/// The `"id"` of a `{"id":123,...}` value.
+fn id_in_value(value: &[u8]) -> Option<u64> {
+    let value = std::str::from_utf8(value).ok()?;
     let rest = &value[value.find("\"id\":")? + 5..];
     rest.chars()
         .take_while(char::is_ascii_digit)
@@ -240,5 +255,22 @@ pub fn wait_stable(output: &Topic, deadline: Instant) -> Result<()> {
             bail!("transactions still open on {} after the instances stopped: last stable offsets {stable:?}, ends {end:?}", output.name);
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeded_content_is_the_standard_input_and_the_value_names_the_id() {
+        let spec = InputSpec::standard(42, 3);
+        assert_eq!(
+            seeded_content(42),
+            (spec.key, spec.value.clone(), spec.headers)
+        );
+        assert_ne!(seeded_content(42), seeded_content(43));
+        assert_eq!(id_in_value(&spec.value.unwrap_or_default()), Some(42));
+        assert_eq!(id_in_value(b"{\"name\":1}"), None);
     }
 }

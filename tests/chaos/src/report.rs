@@ -7,10 +7,34 @@ use crate::recovery::worst;
 use crate::run::Report;
 use crate::verify::Verdict;
 
+/// The faults the profile injects that the run never saw fire: a run in which no transaction was
+/// aborted, no plugin panicked or no SIGKILL was sent passed without meeting the fault.
+pub fn unfired(report: &Report) -> Vec<&'static str> {
+    let expected = report.expected;
+    [
+        (
+            expected.aborts && report.aborts == 0,
+            "no transaction was aborted",
+        ),
+        (
+            expected.panics && report.panics == 0,
+            "no plugin panic was caught",
+        ),
+        (
+            expected.kills && report.kills == 0,
+            "no instance was killed with SIGKILL",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(missing, what)| missing.then_some(what))
+    .collect()
+}
+
 /// Prints the fault table, any anomaly, and the one summary line; returns whether the run passed.
 ///
-/// A run passes when it finished and both readers saw every input exactly once, in order; with
-/// `strict`, also only when no instance misbehaved (see [`crate::fleet::Anomaly`]).
+/// A run passes when it finished, every fault its profile injects fired (see [`unfired`]), and both
+/// readers saw every input exactly once, in order, unaltered; with `strict`, also only when no
+/// instance misbehaved (see [`crate::fleet::Anomaly`]).
 pub fn print(name: &str, report: &Report, strict: bool) -> bool {
     println!("faults (recovery = until every input partition with records left committed again):");
     for fault in &report.faults {
@@ -59,7 +83,14 @@ pub fn print(name: &str, report: &Report, strict: bool) -> bool {
         .iter()
         .filter(|a| a.ended_by_itself)
         .count();
-    let passed = report.failure.is_none() && verified && (!strict || report.anomalies.is_empty());
+    let unfired = unfired(report);
+    for fault in &unfired {
+        println!("fault never fired: {fault}; the run proves nothing about it");
+    }
+    let passed = report.failure.is_none()
+        && verified
+        && unfired.is_empty()
+        && (!strict || report.anomalies.is_empty());
     if let Some(failure) = &report.failure {
         println!("run failed: {failure}");
     }
@@ -78,8 +109,8 @@ pub fn print(name: &str, report: &Report, strict: bool) -> bool {
     };
     println!(
         "txform-chaos summary: profile={name} records_in={} records_out={} duplicates={} missing={} \
-         order_violations={} unexpected={} concurrent_reader={} instance_kills={} (SIGKILL {}, SIGTERM {}) \
-         broker_restarts={} aborted_transactions={} transactions={} unexpected_instance_exits={unexpected_exits} \
+         order_violations={} unexpected={} altered={} concurrent_reader={} instance_kills={} (SIGKILL {}, SIGTERM {}) \
+         broker_restarts={} aborted_transactions={} panics={} transactions={} unexpected_instance_exits={unexpected_exits} \
          anomalies={} worst_recovery={worst} copy_time={} duration={:.0}s result={}",
         report.records_in,
         count(|v| v.records_out),
@@ -87,6 +118,7 @@ pub fn print(name: &str, report: &Report, strict: bool) -> bool {
         count(|v| v.missing),
         count(|v| v.order_violations),
         count(|v| v.unexpected),
+        count(|v| v.altered),
         match &report.concurrent {
             Some(v) if v.ok() => "ok".to_string(),
             Some(v) => format!("FAILED({})", v.describe()),
@@ -97,6 +129,7 @@ pub fn print(name: &str, report: &Report, strict: bool) -> bool {
         report.terms,
         report.broker_restarts,
         report.aborts,
+        report.panics,
         report.transactions,
         report.anomalies.len(),
         report
@@ -106,4 +139,44 @@ pub fn print(name: &str, report: &Report, strict: bool) -> bool {
         if passed { "PASS" } else { "FAIL" }
     );
     passed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::Expected;
+
+    fn report(aborts: u64, panics: u64, kills: u32) -> Report {
+        Report {
+            aborts,
+            panics,
+            kills,
+            expected: Expected {
+                aborts: true,
+                panics: true,
+                kills: true,
+            },
+            ..Report::default()
+        }
+    }
+
+    #[test]
+    fn every_expected_fault_must_have_fired() {
+        assert_eq!(unfired(&report(3, 2, 1)), Vec::<&str>::new());
+        assert_eq!(
+            unfired(&report(0, 0, 0)),
+            [
+                "no transaction was aborted",
+                "no plugin panic was caught",
+                "no instance was killed with SIGKILL"
+            ]
+        );
+        assert_eq!(unfired(&report(5, 0, 1)), ["no plugin panic was caught"]);
+    }
+
+    #[test]
+    fn faults_a_profile_does_not_inject_are_not_required() {
+        let quiet = Report::default();
+        assert_eq!(unfired(&quiet), Vec::<&str>::new());
+    }
 }

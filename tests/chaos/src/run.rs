@@ -15,7 +15,7 @@ use crate::catch;
 use crate::fleet::{Anomaly, Fleet};
 use crate::pipeline::pipeline;
 use crate::plan::Driver;
-use crate::profile::Profile;
+use crate::profile::{Event, Profile, Signal};
 use crate::progress::Watcher;
 use crate::reader::{self, Concurrent};
 use crate::recovery::Fault;
@@ -44,6 +44,10 @@ pub struct Report {
     pub broker_restarts: u32,
     pub aborts: u64,
     pub transactions: u64,
+    /// Plugin panics the instances caught.
+    pub panics: u64,
+    /// Which injected faults the profile makes certain to fire, so the verdict can require them.
+    pub expected: Expected,
     pub anomalies: Vec<Anomaly>,
     pub copy_time: Option<Duration>,
     pub duration: Duration,
@@ -51,10 +55,41 @@ pub struct Report {
     pub failure: Option<String>,
 }
 
+/// The faults a profile injects, which a run that proves anything must have seen fire.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Expected {
+    /// Batches fail (error or panic): aborted transactions.
+    pub aborts: bool,
+    pub panics: bool,
+    /// The plan bounces instances with SIGKILL.
+    pub kills: bool,
+}
+
+impl Expected {
+    pub fn of(profile: &Profile) -> Expected {
+        Expected {
+            aborts: profile.error_probability > 0.0 || profile.panic_probability > 0.0,
+            panics: profile.panic_probability > 0.0,
+            kills: profile.plan.iter().any(|step| {
+                matches!(
+                    step.event,
+                    Event::Bounce {
+                        signal: Signal::Kill,
+                        ..
+                    }
+                )
+            }),
+        }
+    }
+}
+
 /// Runs `profile` and reports; the report carries the failure when the run could not finish.
 pub fn run(profile: &Profile, setup: &Setup) -> Report {
     let started = Instant::now();
-    let mut report = Report::default();
+    let mut report = Report {
+        expected: Expected::of(profile),
+        ..Report::default()
+    };
     if let Err(error) = execute(profile, setup, started, &mut report) {
         report.failure = Some(format!("{error:#}"));
     }
@@ -156,6 +191,7 @@ fn execute(profile: &Profile, setup: &Setup, started: Instant, report: &mut Repo
     watcher.with(|p| {
         report.aborts = p.aborts();
         report.transactions = p.transactions;
+        report.panics = p.panics;
     });
     outcome?;
     report.copy_time = Some(copy_started.elapsed());
@@ -169,6 +205,7 @@ fn execute(profile: &Profile, setup: &Setup, started: Instant, report: &mut Repo
     watcher.with(|p| {
         report.aborts = p.aborts();
         report.transactions = p.transactions;
+        report.panics = p.panics;
     });
 
     reader::wait_stable(&output, deadline)?;
@@ -218,4 +255,30 @@ pub fn default_run_dir(workspace: &Path, profile: &str) -> PathBuf {
         .join("target")
         .join("chaos")
         .join(format!("{profile}-{secs}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::ProfileName;
+
+    #[test]
+    fn the_ci_profile_expects_aborts_panics_and_sigkills() {
+        let profile = Profile::new(ProfileName::Ci);
+        assert_eq!(
+            Expected::of(&profile),
+            Expected {
+                aborts: true,
+                panics: true,
+                kills: true
+            }
+        );
+        let quiet = Profile {
+            error_probability: 0.0,
+            panic_probability: 0.0,
+            plan: Vec::new(),
+            ..profile
+        };
+        assert_eq!(Expected::of(&quiet), Expected::default());
+    }
 }

@@ -1,8 +1,9 @@
 //! The exactly-once verdict: what a read_committed reader saw against what was seeded.
 //!
 //! Exactly once with order means: the output of partition p is exactly the input of partition p, in
-//! order. The verdict splits failures into duplicates, missing ids, unexpected records and order
-//! violations, so a summary line says which guarantee broke.
+//! order, each with the key, value and headers it was seeded with. The verdict splits failures into
+//! duplicates, missing ids, unexpected records, altered records and order violations, so a summary
+//! line says which guarantee broke.
 
 use std::collections::HashMap;
 
@@ -24,6 +25,9 @@ pub struct Verdict {
     /// Among first occurrences: records in another partition than their input, or not after the
     /// previous record of their partition in input order.
     pub order_violations: usize,
+    /// Among first occurrences: records whose key, value or headers are not those seeded for
+    /// their id.
+    pub altered: usize,
     pub examples: Vec<String>,
 }
 
@@ -33,13 +37,19 @@ impl Verdict {
             && self.missing == 0
             && self.unexpected == 0
             && self.order_violations == 0
+            && self.altered == 0
             && self.records_in == self.records_out
     }
 
     pub fn describe(&self) -> String {
         format!(
-            "out={} duplicates={} missing={} unexpected={} order_violations={}",
-            self.records_out, self.duplicates, self.missing, self.unexpected, self.order_violations
+            "out={} duplicates={} missing={} unexpected={} order_violations={} altered={}",
+            self.records_out,
+            self.duplicates,
+            self.missing,
+            self.unexpected,
+            self.order_violations,
+            self.altered
         )
     }
 
@@ -88,6 +98,15 @@ pub fn verify(input: &[Vec<u64>], output: &[Out]) -> Verdict {
             verdict.example(|| format!("duplicate of id {id} at {}@{}", out.partition, out.offset));
             continue;
         }
+        if !out.intact {
+            verdict.altered += 1;
+            verdict.example(|| {
+                format!(
+                    "id {id} at {}@{}: key, value or headers differ from the seeded ones",
+                    out.partition, out.offset
+                )
+            });
+        }
         if partition != out.partition {
             verdict.order_violations += 1;
             verdict.example(|| {
@@ -131,7 +150,19 @@ mod tests {
             partition,
             offset,
             id: Some(id),
+            intact: true,
         }
+    }
+
+    /// Duplicates, missing, unexpected, order violations, altered.
+    fn counts(v: &Verdict) -> (usize, usize, usize, usize, usize) {
+        (
+            v.duplicates,
+            v.missing,
+            v.unexpected,
+            v.order_violations,
+            v.altered,
+        )
     }
 
     #[test]
@@ -155,14 +186,24 @@ mod tests {
                 partition: 1,
                 offset: 1,
                 id: None,
+                intact: false,
             }, // unexpected
         ];
         let v = verify(&input, &output);
-        assert_eq!(
-            (v.duplicates, v.missing, v.unexpected, v.order_violations),
-            (1, 1, 1, 2),
-            "{v:?}"
-        );
+        assert_eq!(counts(&v), (1, 1, 1, 2, 0), "{v:?}");
         assert!(!v.ok());
+    }
+
+    #[test]
+    fn a_record_with_other_content_is_altered_even_when_its_id_is_right() {
+        let input = vec![vec![0, 2], vec![1]];
+        let altered = Out {
+            intact: false,
+            ..out(0, 1, 2)
+        };
+        let v = verify(&input, &[out(0, 0, 0), altered, out(1, 0, 1)]);
+        assert_eq!(counts(&v), (0, 0, 0, 0, 1), "{v:?}");
+        assert!(!v.ok());
+        assert!(v.describe().ends_with("altered=1"), "{}", v.describe());
     }
 }

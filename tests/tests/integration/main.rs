@@ -8,15 +8,18 @@
 //! test (a restarted instance fences its predecessor instead of waiting for its transaction to time out).
 
 mod aborted_output;
+mod at_least_once;
 mod bad_config;
 mod chain;
 mod error_policies;
+mod exit_codes;
 mod fencing;
 mod happy_path;
 mod harness;
 mod kill_restart;
 mod missing_topics;
 mod plugin_failure;
+mod round_trip;
 mod stop;
 mod survival;
 mod transient;

@@ -134,7 +134,7 @@ fn record_with_non_utf8_header_names_is_dead_lettered_byte_for_byte() {
     let letters = dead_letters(&dlq);
     assert_eq!(letters.len(), 1, "one dead-letter record: {letters:#?}");
     // Key, value and every header of the source, names as their original bytes.
-    assert_dead_letter(&letters[0], &poison, &input, &dlq, "guard", FAULT_PLUGIN);
+    assert_dead_letter(&letters[0], &poison, &input, "guard", FAULT_PLUGIN);
     assert_eq!(
         letters[0].error,
         fault_message(&input, &poison, "key equals \"k000021\""),
@@ -225,7 +225,7 @@ fn output_topics_kafka_would_refuse_are_dead_lettered_with_the_reason() {
         ),
     ];
     for (letter, (source, error)) in letters.iter().zip(&expected) {
-        assert_dead_letter(letter, source, &input, &dlq, "sink", SINK);
+        assert_dead_letter(letter, source, &input, "sink", SINK);
         assert_eq!(
             &letter.error,
             error,
@@ -354,7 +354,7 @@ fn record_rejected_twice_in_one_attempt_is_dead_lettered_once() {
     assert_output(&expected, &output);
     let letters = dead_letters(&dlq);
     assert_eq!(letters.len(), 1, "one dead-letter record: {letters:#?}");
-    assert_dead_letter(&letters[0], &rejected, &input, &dlq, "vet", FAULT_PLUGIN);
+    assert_dead_letter(&letters[0], &rejected, &input, "vet", FAULT_PLUGIN);
     let reason = fault_message(&input, &rejected, "key equals \"k000011\"");
     assert_eq!(
         letters[0].error,
