@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod kafka;
+pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
 pub mod shutdown;

@@ -5,6 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
+
+use txform::metrics::{self, Metrics};
 use txform::{config, pipeline, plugin, shutdown};
 
 /// Exit code for a configuration or plugin problem found before any record was read.
@@ -76,9 +79,16 @@ fn run(command: Command) -> Result<(), (u8, String)> {
             let pipeline = load(&config, instance_id)?;
             let stop = shutdown::install()
                 .map_err(|e| (EXIT_CONFIG, format!("cannot install signal handlers: {e}")))?;
-            let chain = plugin::Chain::load(&pipeline.transforms, |line| pipeline.location(line))
-                .map_err(|e| (EXIT_CONFIG, e.to_string()))?;
-            pipeline::run(&pipeline, chain, &stop).map_err(|e| (e.exit_code(), e.to_string()))
+            let mut chain =
+                plugin::Chain::load(&pipeline.transforms, |line| pipeline.location(line))
+                    .map_err(|e| (EXIT_CONFIG, e.to_string()))?;
+            let metrics = Metrics::for_chain(&mut chain, pipeline.metrics.liveness_timeout);
+            if let Some(listen) = pipeline.metrics.listen {
+                metrics::server::start(listen, Arc::clone(&metrics), Arc::clone(&stop))
+                    .map_err(|e| (EXIT_CONFIG, format!("{}: {e}", config.display())))?;
+            }
+            pipeline::run(&pipeline, chain, &stop, metrics)
+                .map_err(|e| (e.exit_code(), e.to_string()))
         }
     }
 }

@@ -24,7 +24,7 @@
 //! # Configuration
 //! The `[transform.config]` table in `pipeline.toml`. A record matches if any of the conditions
 //! (`value_contains`, `key_equals`, `offsets`, `batch_probability`) matches; `action` is required with
-//! them. At least one condition or one of `routes`, `copies` and `panic_in_drop` must be set:
+//! them. At least one condition or one of `routes`, `copies`, `panic_in_drop` and `sleep_ms` must be set:
 //!
 //! ```toml
 //! [transform.config]
@@ -40,6 +40,7 @@
 //! routes = [{ partition = 1, offset = 7, topic = "bad out!" }]  # these records go to this topic (any name)
 //! copies = 1                                        # emit every copied record this many times (default 1)
 //! panic_in_drop = false                             # panic when the instance is dropped (default false)
+//! sleep_ms = 3000                                   # sleep in every call: a slow or hung dependency
 //! ```
 //!
 //! # Process-wide state
@@ -88,6 +89,9 @@ pub struct Config {
     /// Panic when an instance is dropped (not while the thread already panics).
     #[serde(default)]
     pub panic_in_drop: bool,
+    /// Sleep this many milliseconds at the start of every transform call: a slow dependency, or,
+    /// longer than `metrics.liveness_timeout_secs`, a hung one.
+    pub sleep_ms: Option<u64>,
 }
 
 fn default_keep_partition() -> bool {
@@ -136,6 +140,7 @@ pub struct Fault {
     routes: BTreeMap<Position, String>,
     copies: u32,
     panic_in_drop: bool,
+    sleep_ms: Option<u64>,
     shared: Arc<Shared>,
 }
 
@@ -189,11 +194,15 @@ impl Transform for Fault {
                 .collect(),
             copies: config.copies.unwrap_or(1),
             panic_in_drop: config.panic_in_drop,
+            sleep_ms: config.sleep_ms,
             shared,
         })
     }
 
     fn transform(&mut self, batch: &[Record<'_>], out: &mut Output) -> Result<(), TransformError> {
+        if let Some(ms) = self.sleep_ms {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
         if let (Some(probability), Some(first)) = (self.batch_probability, batch.first()) {
             // Draw for every batch, so the sequence of draws does not depend on `times`.
             if next_unit(&self.shared.rng) < probability && self.claim() {
@@ -292,7 +301,10 @@ fn validate(config: &Config) -> Result<(), TransformError> {
         || config.key_equals.is_some()
         || config.offsets.is_some()
         || config.batch_probability.is_some();
-    let misbehaviours = config.routes.is_some() || config.copies.is_some() || config.panic_in_drop;
+    let misbehaviours = config.routes.is_some()
+        || config.copies.is_some()
+        || config.panic_in_drop
+        || config.sleep_ms.is_some();
     match (conditions, config.action) {
         (true, None) => {
             return Err(
@@ -311,7 +323,7 @@ fn validate(config: &Config) -> Result<(), TransformError> {
         (false, None) if !misbehaviours => {
             return Err(
                 "no fault: set at least one of value_contains, key_equals, offsets, \
-                        batch_probability, routes, copies or panic_in_drop"
+                        batch_probability, routes, copies, panic_in_drop or sleep_ms"
                     .into(),
             );
         }
@@ -850,7 +862,7 @@ mod tests {
             ),
             (
                 json!({}),
-                "no fault: set at least one of value_contains, key_equals, offsets, batch_probability, routes, copies or panic_in_drop",
+                "no fault: set at least one of value_contains, key_equals, offsets, batch_probability, routes, copies, panic_in_drop or sleep_ms",
             ),
             (
                 json!({ "value_contains": "x" }),

@@ -15,6 +15,7 @@ mod fencing;
 mod happy_path;
 mod harness;
 mod kill_restart;
+mod metrics;
 mod missing_topics;
 mod plugin_failure;
 mod stop;
