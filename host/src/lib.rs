@@ -2,6 +2,7 @@
 //! benchmarks and tests use them directly. See ARCHITECTURE.md for the map and its invariants.
 
 pub mod config;
+pub mod instance_id;
 pub mod kafka;
 pub mod metrics;
 pub mod pipeline;

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
 use txform::metrics::{self, Metrics};
-use txform::{config, pipeline, plugin, shutdown};
+use txform::{config, instance_id, pipeline, plugin, shutdown};
 
 /// Exit code for a configuration or plugin problem found before any record was read.
 const EXIT_CONFIG: u8 = 2;
@@ -30,9 +30,13 @@ enum Command {
     Run {
         /// Path of the pipeline configuration.
         config: PathBuf,
-        /// Instance id (overrides transaction.instance_id); the transactional id is "<id_prefix>-<group_id>-<instance id>".
+        /// Instance id (overrides transaction.instance_id and TXFORM_INSTANCE_ID); the transactional
+        /// id is "<id_prefix>-<group_id>-<instance id>".
         #[arg(long)]
         instance_id: Option<String>,
+        /// Take the instance id from a StatefulSet pod's host name: `txform-3` -> `3`.
+        #[arg(long, conflicts_with = "instance_id")]
+        instance_id_from_hostname: bool,
     },
     /// Check a configuration (librdkafka checks each Kafka property) and load its plugins, without
     /// contacting Kafka.
@@ -75,8 +79,19 @@ fn run(command: Command) -> Result<(), (u8, String)> {
         Command::Run {
             config,
             instance_id,
+            instance_id_from_hostname,
         } => {
-            let pipeline = load(&config, instance_id)?;
+            let request = instance_id::Request {
+                flag: instance_id,
+                from_hostname: instance_id_from_hostname,
+            };
+            let id = instance_id::resolve(
+                &request,
+                std::env::var(instance_id::ENV).ok(),
+                instance_id::hostname,
+            )
+            .map_err(|e| (EXIT_CONFIG, e))?;
+            let pipeline = load(&config, id)?;
             let stop = shutdown::install()
                 .map_err(|e| (EXIT_CONFIG, format!("cannot install signal handlers: {e}")))?;
             let mut chain =
