@@ -10,6 +10,7 @@
 mod aborted_output;
 mod bad_config;
 mod chain;
+mod deploy_manifest;
 mod error_policies;
 mod fencing;
 mod happy_path;
