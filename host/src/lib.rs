@@ -4,6 +4,7 @@
 pub mod config;
 pub mod instance_id;
 pub mod kafka;
+pub mod log_format;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugin;

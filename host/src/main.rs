@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
+use txform::log_format::{self, LogFormat};
 use txform::metrics::{self, Metrics};
 use txform::{config, instance_id, pipeline, plugin, shutdown};
 
@@ -20,6 +21,9 @@ const EXIT_CONFIG: u8 = 2;
     about = "Exactly-once Kafka transforms from stable-ABI plugins"
 )]
 struct Cli {
+    /// Log line format on stderr: `text`, or `json` (one object per line, for log shippers).
+    #[arg(long, value_enum, global = true, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -47,15 +51,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
+    log_format::init(cli.log_format);
+    let format = cli.log_format;
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err((code, message)) => {
-            // Not through `log`: the message must reach stderr whatever RUST_LOG says.
-            for line in message.lines() {
-                eprintln!("txform: {line}");
-            }
+            log_format::final_error(format, &message);
             ExitCode::from(code)
         }
     }
