@@ -2,7 +2,10 @@
 //! benchmarks and tests use them directly. See ARCHITECTURE.md for the map and its invariants.
 
 pub mod config;
+pub mod instance_id;
 pub mod kafka;
+pub mod log_format;
+pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
 pub mod shutdown;

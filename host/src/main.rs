@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use txform::{config, pipeline, plugin, shutdown};
+use std::sync::Arc;
+
+use txform::log_format::{self, LogFormat};
+use txform::metrics::{self, Metrics};
+use txform::{config, instance_id, pipeline, plugin, shutdown};
 
 /// Exit code for a configuration or plugin problem found before any record was read.
 const EXIT_CONFIG: u8 = 2;
@@ -17,6 +21,9 @@ const EXIT_CONFIG: u8 = 2;
     about = "Exactly-once Kafka transforms from stable-ABI plugins"
 )]
 struct Cli {
+    /// Log line format on stderr: `text`, or `json` (one object per line, for log shippers).
+    #[arg(long, value_enum, global = true, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -27,9 +34,13 @@ enum Command {
     Run {
         /// Path of the pipeline configuration.
         config: PathBuf,
-        /// Instance id (overrides transaction.instance_id); the transactional id is "<id_prefix>-<group_id>-<instance id>".
+        /// Instance id (overrides transaction.instance_id and TXFORM_INSTANCE_ID); the transactional
+        /// id is "<id_prefix>-<group_id>-<instance id>".
         #[arg(long)]
         instance_id: Option<String>,
+        /// Take the instance id from a StatefulSet pod's host name: `txform-3` -> `3`.
+        #[arg(long, conflicts_with = "instance_id")]
+        instance_id_from_hostname: bool,
     },
     /// Check a configuration (librdkafka checks each Kafka property) and load its plugins, without
     /// contacting Kafka.
@@ -40,15 +51,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
+    log_format::init(cli.log_format);
+    let format = cli.log_format;
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err((code, message)) => {
-            // Not through `log`: the message must reach stderr whatever RUST_LOG says.
-            for line in message.lines() {
-                eprintln!("txform: {line}");
-            }
+            log_format::final_error(format, &message);
             ExitCode::from(code)
         }
     }
@@ -72,13 +81,31 @@ fn run(command: Command) -> Result<(), (u8, String)> {
         Command::Run {
             config,
             instance_id,
+            instance_id_from_hostname,
         } => {
-            let pipeline = load(&config, instance_id)?;
+            let request = instance_id::Request {
+                flag: instance_id,
+                from_hostname: instance_id_from_hostname,
+            };
+            let id = instance_id::resolve(
+                &request,
+                std::env::var(instance_id::ENV).ok(),
+                instance_id::hostname,
+            )
+            .map_err(|e| (EXIT_CONFIG, e))?;
+            let pipeline = load(&config, id)?;
             let stop = shutdown::install()
                 .map_err(|e| (EXIT_CONFIG, format!("cannot install signal handlers: {e}")))?;
-            let chain = plugin::Chain::load(&pipeline.transforms, |line| pipeline.location(line))
-                .map_err(|e| (EXIT_CONFIG, e.to_string()))?;
-            pipeline::run(&pipeline, chain, &stop).map_err(|e| (e.exit_code(), e.to_string()))
+            let mut chain =
+                plugin::Chain::load(&pipeline.transforms, |line| pipeline.location(line))
+                    .map_err(|e| (EXIT_CONFIG, e.to_string()))?;
+            let metrics = Metrics::for_chain(&mut chain, pipeline.metrics.liveness_timeout);
+            if let Some(listen) = pipeline.metrics.listen {
+                metrics::server::start(listen, Arc::clone(&metrics), Arc::clone(&stop))
+                    .map_err(|e| (EXIT_CONFIG, format!("{}: {e}", config.display())))?;
+            }
+            pipeline::run(&pipeline, chain, &stop, metrics)
+                .map_err(|e| (e.exit_code(), e.to_string()))
         }
     }
 }

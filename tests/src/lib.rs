@@ -35,6 +35,7 @@ pub mod pipeline;
 pub mod process;
 pub mod read;
 pub mod records;
+pub mod scrape;
 pub mod topics;
 
 pub use assertions::{

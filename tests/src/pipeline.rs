@@ -119,6 +119,8 @@ pub struct PipelineConfig {
     pub consumer: Table,
     pub producer: Table,
     pub transforms: Vec<TransformConfig>,
+    /// `[metrics]`, when set.
+    pub metrics: Option<Table>,
 }
 
 impl PipelineConfig {
@@ -150,6 +152,7 @@ impl PipelineConfig {
             ]),
             producer: Table::new(),
             transforms: Vec::new(),
+            metrics: None,
         }
     }
 
@@ -183,6 +186,19 @@ impl PipelineConfig {
         self.max_retries = max_retries;
         self.initial_backoff_ms = initial_backoff_ms;
         self.max_backoff_ms = max_backoff_ms;
+        self
+    }
+
+    /// Serves metrics and probes on a port the system picks (`listen = "127.0.0.1:0"`; the bound
+    /// address is in the log, see `Txform::metrics_address`).
+    pub fn metrics(mut self, liveness_timeout_secs: i64) -> Self {
+        self.metrics = Some(table(&[
+            ("listen", Value::String("127.0.0.1:0".into())),
+            (
+                "liveness_timeout_secs",
+                Value::Integer(liveness_timeout_secs),
+            ),
+        ]));
         self
     }
 
@@ -225,7 +241,7 @@ impl PipelineConfig {
                 ]))
             })
             .collect();
-        let document = table(&[
+        let mut document = table(&[
             ("kafka", Value::Table(kafka)),
             (
                 "source",
@@ -277,6 +293,9 @@ impl PipelineConfig {
             ),
             ("transform", Value::Array(transforms)),
         ]);
+        if let Some(metrics) = &self.metrics {
+            document.insert("metrics".into(), Value::Table(metrics.clone()));
+        }
         toml::to_string(&document).expect("serialize the pipeline")
     }
 }

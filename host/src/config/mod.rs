@@ -30,7 +30,8 @@ pub use error::ConfigError;
 pub use topic_name::{topic_name_problem, MAX_TOPIC_NAME_LENGTH};
 pub use types::{
     Batch, ConfiguredTopic, ErrorPolicy, FailureAction, Guarantee, KafkaProperties, LogSettings,
-    ParseGuaranteeError, Pipeline, Sink, Source, TopicLines, Transaction, TransformSpec,
+    MetricsSettings, ParseGuaranteeError, Pipeline, Sink, Source, TopicLines, Transaction,
+    TransformSpec,
 };
 
 use error::Problems;

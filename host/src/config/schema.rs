@@ -70,6 +70,7 @@ pub(super) struct RawPipeline {
     pub batch: Option<Named<RawBatch>>,
     pub errors: Option<Named<RawErrors>>,
     pub log: Option<Named<RawLog>>,
+    pub metrics: Option<Named<RawMetrics>>,
     pub transform: Option<Transforms>,
 }
 
@@ -280,6 +281,18 @@ pub(super) struct RawLog {
 
 impl Table for RawLog {
     const NAME: &'static str = "[log]";
+}
+
+/// `[metrics]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub listen: Option<Spanned<String>>,
+    pub liveness_timeout_secs: Option<Spanned<i64>>,
+}
+
+impl Table for RawMetrics {
+    const NAME: &'static str = "[metrics]";
 }
 
 /// The `[[transform]]` array, which must not be empty (`transform = []`).

@@ -82,6 +82,10 @@ dead_letter_topic = "dlq"
 [log]
 stats_interval_secs = 30
 
+[metrics]
+listen = "127.0.0.1:9464"
+liveness_timeout_secs = 45
+
 [[transform]]
 name = "parse"
 plugin = "plugins/libjson.so"
@@ -135,19 +139,23 @@ plugin = "/opt/txform/libtxform_passthrough.so"
         log: LogSettings {
             stats_interval: Duration::from_secs(30),
         },
+        metrics: MetricsSettings {
+            listen: Some("127.0.0.1:9464".parse().expect("an address")),
+            liveness_timeout: Duration::from_secs(45),
+        },
         transforms: vec![
             TransformSpec {
                 name: "parse".to_string(),
                 plugin: PathBuf::from("/base/plugins/libjson.so"),
                 config_json: r#"{"fields":["id","ts"],"nested":{"depth":2,"ratio":0.25},"when":"1979-05-27T07:32:00Z"}"#
                     .to_string(),
-                line: 40,
+                line: 44,
             },
             TransformSpec {
                 name: "txform_passthrough".to_string(),
                 plugin: PathBuf::from("/opt/txform/libtxform_passthrough.so"),
                 config_json: "{}".to_string(),
-                line: 48,
+                line: 52,
             },
         ],
         topic_lines: TopicLines {
@@ -238,7 +246,7 @@ fn unknown_table_and_unknown_transform_key_name_their_line() {
     let text = format!("{MINIMAL}[sinks]\ntopic = \"x\"\n");
     assert_eq!(
         problems(&text),
-        ["pipeline.toml:12: unknown field `sinks`, expected one of `kafka`, `source`, `sink`, `transaction`, `batch`, `errors`, `log`, `transform`"]
+        ["pipeline.toml:12: unknown field `sinks`, expected one of `kafka`, `source`, `sink`, `transaction`, `batch`, `errors`, `log`, `metrics`, `transform`"]
     );
     let text = format!("{MINIMAL}[[transform]]\nplugin = \"libb.so\"\nconfg.x = 1\n");
     assert_eq!(
@@ -279,6 +287,18 @@ fn out_of_range_values_name_the_key_and_the_range() {
             "pipeline.toml:13: `batch.max_records` must be between 1 and 100000, got 0",
             "pipeline.toml:14: `batch.max_wait_ms` must be between 1 and 60000, got 60001",
             "pipeline.toml:16: `log.stats_interval_secs` must be between 1 and 3600, got -1",
+        ]
+    );
+}
+
+#[test]
+fn a_bad_metrics_address_or_timeout_names_the_key_and_line() {
+    let text = format!("{MINIMAL}[metrics]\nlisten = \"localhost\"\nliveness_timeout_secs = 0\n");
+    assert_eq!(
+        problems(&text),
+        [
+            "pipeline.toml:13: `metrics.listen` must be an address and port such as \"127.0.0.1:9464\" or \"[::]:9464\", got \"localhost\"",
+            "pipeline.toml:14: `metrics.liveness_timeout_secs` must be between 1 and 3600, got 0",
         ]
     );
 }

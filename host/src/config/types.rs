@@ -22,6 +22,7 @@ pub struct Pipeline {
     pub batch: Batch,
     pub errors: ErrorPolicy,
     pub log: LogSettings,
+    pub metrics: MetricsSettings,
     /// The transform chain, in file order; never empty.
     pub transforms: Vec<TransformSpec>,
     /// Where the topics were written, for problems the cluster reports later.
@@ -332,6 +333,25 @@ impl Default for LogSettings {
     fn default() -> Self {
         LogSettings {
             stats_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[metrics]`: the HTTP endpoint for Prometheus and the orchestrator's probes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// Where `/metrics`, `/livez` and `/readyz` are served (`listen`); `None`: no endpoint.
+    pub listen: Option<std::net::SocketAddr>,
+    /// `/livez` fails when the copy loop has not come round for this long while not waiting on
+    /// Kafka (`liveness_timeout_secs`, 1..=3600): a transform that hangs, not a broker outage.
+    pub liveness_timeout: Duration,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings {
+            listen: None,
+            liveness_timeout: Duration::from_secs(60),
         }
     }
 }

@@ -15,13 +15,13 @@ use super::error::Problems;
 use super::plugin_config::config_json;
 use super::properties::kafka;
 use super::schema::{
-    FailureActionName, RawBatch, RawErrors, RawLog, RawPipeline, RawSink, RawSource,
+    FailureActionName, RawBatch, RawErrors, RawLog, RawMetrics, RawPipeline, RawSink, RawSource,
     RawTransaction, RawTransform,
 };
 use super::topic_name::topic_name_problem;
 use super::types::{
-    Batch, ErrorPolicy, FailureAction, LogSettings, Pipeline, Sink, Source, TopicLines,
-    Transaction, TransformSpec,
+    Batch, ErrorPolicy, FailureAction, LogSettings, MetricsSettings, Pipeline, Sink, Source,
+    TopicLines, Transaction, TransformSpec,
 };
 
 /// Checks `raw` and builds the pipeline; the result is meaningful only if no problem was recorded.
@@ -48,6 +48,7 @@ pub(super) fn pipeline(
         problems,
     );
     let log = log(raw.log.map(|raw| raw.0), problems);
+    let metrics = metrics(raw.metrics.map(|raw| raw.0), problems);
     let transforms = raw
         .transform
         .map(|raw| transforms(raw.0, base_dir, problems));
@@ -77,6 +78,7 @@ pub(super) fn pipeline(
         batch,
         errors,
         log,
+        metrics,
         transforms: transforms?,
         topic_lines: TopicLines {
             source: source_lines?,
@@ -384,6 +386,35 @@ fn log(raw: Option<RawLog>, problems: &mut Problems<'_>) -> LogSettings {
         )
         .map(Duration::from_secs)
         .unwrap_or(default.stats_interval),
+    }
+}
+
+fn metrics(raw: Option<RawMetrics>, problems: &mut Problems<'_>) -> MetricsSettings {
+    let default = MetricsSettings::default();
+    let Some(raw) = raw else { return default };
+    let listen = raw.listen.and_then(|listen| {
+        let parsed = listen.get_ref().parse::<std::net::SocketAddr>();
+        if parsed.is_err() {
+            problems.at(
+                listen.span(),
+                format!(
+                    "`metrics.listen` must be an address and port such as \"127.0.0.1:9464\" or \"[::]:9464\", got {:?}",
+                    listen.get_ref()
+                ),
+            );
+        }
+        parsed.ok()
+    });
+    MetricsSettings {
+        listen,
+        liveness_timeout: ranged(
+            raw.liveness_timeout_secs.as_ref(),
+            "metrics.liveness_timeout_secs",
+            1..=3600,
+            problems,
+        )
+        .map(Duration::from_secs)
+        .unwrap_or(default.liveness_timeout),
     }
 }
 

@@ -22,10 +22,18 @@ pub type Observer = BaseConsumer<RebalanceTracker>;
 /// infinite time-out.
 pub type Producer = ThreadedProducer<DeliveryTracker>;
 
+/// How often librdkafka reports consumer lag when metrics are served.
+const STATISTICS_INTERVAL_MS: &str = "5000";
+
 /// A group member that reads only committed data and never commits on its own. Its `client.id`
 /// names this process's incarnation, which the group reports to whoever it fences.
 pub fn build_consumer(pipeline: &Pipeline, me: Incarnation) -> anyhow::Result<Consumer> {
-    consumer_config(pipeline)
+    let mut config = consumer_config(pipeline);
+    if pipeline.metrics.listen.is_some() {
+        // The source of `txform_consumer_lag`.
+        config.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+    }
+    config
         .set("client.id", me.client_id(&pipeline.transactional_id()))
         .create_with_context(RebalanceTracker::default())
         .context("cannot create the Kafka consumer")

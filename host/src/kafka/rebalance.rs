@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
+use rdkafka::statistics::Statistics;
 use rdkafka::ClientContext;
 
 use super::client_log::ClientLog;
@@ -50,6 +51,11 @@ impl ClientContext for RebalanceTracker {
 
     fn error(&self, error: KafkaError, reason: &str) {
         self.log.error(error, reason);
+    }
+
+    /// Consumer lag per partition (only when `statistics.interval.ms` is set: `[metrics]` on).
+    fn stats(&self, statistics: Statistics) {
+        crate::metrics::observe_statistics(&statistics);
     }
 }
 

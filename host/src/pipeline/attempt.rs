@@ -14,12 +14,14 @@ use txform_plugin_api::Record;
 
 use crate::config::{FailureAction, Guarantee, Pipeline};
 use crate::kafka::{is_record_refusal, Consumer, Deliveries, Incarnation, KnownTopics, Producer};
+use crate::metrics::{Metrics, OutcomeLabel};
 use crate::plugin::Chain;
 
 use super::batch::Batch;
 use super::failure::{Cause, Failure};
 use super::retry::{abort_until_done, until_done};
 use super::sink::{produce_dead_letter, produce_outputs, ProduceFailure};
+use super::stats::Outcome;
 
 /// How often outputs that are still not delivered are reported.
 const FLUSH_REPORT_EVERY: Duration = Duration::from_secs(30);
@@ -33,6 +35,8 @@ pub struct Attempt<'a, 'c> {
     pub records: &'a [Record<'a>],
     /// Which plugin-chosen output topics exist.
     pub topics: &'a RefCell<KnownTopics>,
+    /// Times the attempt and keeps the liveness heartbeat.
+    pub metrics: &'a Metrics,
 }
 
 /// What an attempt does with its range.
@@ -61,6 +65,8 @@ impl Attempt<'_, '_> {
         range: Range<usize>,
         work: &Work,
     ) -> Result<Committed, Failure> {
+        let started = Instant::now();
+        self.metrics.health.beat();
         let transactional = self.pipeline.transaction.guarantee == Guarantee::ExactlyOnce;
         self.producer.context().clear();
         if transactional {
@@ -71,14 +77,23 @@ impl Attempt<'_, '_> {
         let result = self
             .body(chain, range.clone(), work)
             .and_then(|done| self.commit(range, transactional).map(|()| done));
-        match result {
+        let result = match result {
             Err(failure) if transactional => Err(self.abort(failure)),
             Err(failure) => {
                 self.settle();
                 Err(failure)
             }
             other => other,
-        }
+        };
+        let outcome = match result {
+            Ok(_) => Outcome::committed,
+            Err(_) => Outcome::aborted,
+        };
+        self.metrics
+            .transaction_duration
+            .get_or_create(&OutcomeLabel { outcome })
+            .observe(started.elapsed().as_secs_f64());
+        result
     }
 
     /// Waits for the reports of a failed attempt's messages still in flight (each ends by
@@ -96,6 +111,7 @@ impl Attempt<'_, '_> {
     /// included). A fenced or fatal producer cannot abort: the broker (or the successor's
     /// `init_transactions`) does, and the original failure is what counts.
     fn abort(&self, failure: Failure) -> Failure {
+        let _waiting = self.metrics.health.waiting();
         let aborted = abort_until_done(|t| self.producer.abort_transaction(t));
         match (aborted, failure) {
             // The abort accounted for every message; their reports may still be on their way from
@@ -218,6 +234,7 @@ impl Attempt<'_, '_> {
                 &Incarnation::current().client_id(&self.pipeline.transactional_id()),
             )
             .map_err(|e| Failure::kafka("offsets", e))?;
+        let _waiting = self.metrics.health.waiting();
         self.flush()?;
         if !transactional {
             return self

@@ -23,7 +23,7 @@ use super::failure::Failure;
 use super::isolate::isolate;
 use super::retry::{backoff, sleep_unless_stopped};
 use super::runner::{Clients, End, RunError};
-use super::stats::Stats;
+use super::stats::{AbortCause, Stats};
 use super::streak::Streak;
 
 /// What the loop does after one batch.
@@ -79,8 +79,13 @@ impl<'a> Copier<'a> {
     pub fn run(mut self) -> End {
         let clients = self.clients;
         let consumer = &clients.consumer;
+        let metrics = std::sync::Arc::clone(self.stats.metrics());
+        metrics.health.copying(true);
+        let mut rebalances = None;
         while !self.stop.load(Ordering::SeqCst) {
+            metrics.health.beat();
             self.stats.maybe_report();
+            self.watch_assignment(&mut rebalances);
             let batch = match Batch::collect(
                 consumer,
                 self.pipeline.batch.max_records,
@@ -105,6 +110,7 @@ impl<'a> Copier<'a> {
             if batch.is_empty() {
                 continue;
             }
+            self.stats.batch(batch.all().len());
             let delay = match self.copy(&batch) {
                 Next::Committed => {
                     self.streak.committed(&batch);
@@ -114,18 +120,36 @@ impl<'a> Copier<'a> {
                 Next::End(end) => return end,
             };
             drop(batch);
+            let _waiting = metrics.health.waiting();
             sleep_unless_stopped(delay, self.stop);
         }
         End::Stopped
     }
 
+    /// Updates the assigned-partition gauge and readiness after each rebalance (and at the start).
+    fn watch_assignment(&self, seen: &mut Option<u64>) {
+        let consumer = &self.clients.consumer;
+        let events = consumer.context().events();
+        if *seen == Some(events) {
+            return;
+        }
+        if let Ok(assignment) = consumer.assignment() {
+            *seen = Some(events);
+            let count = assignment.count();
+            let metrics = self.stats.metrics();
+            metrics.assigned_partitions.set(count as i64);
+            metrics.health.assigned(count > 0);
+        }
+    }
+
     /// One batch, with the error policy applied to its failure.
     fn copy(&mut self, batch: &Batch<'_>) -> Next {
         let started = Instant::now();
-        let (in_before, out_before) = (self.stats.records_in, self.stats.records_out);
+        let (in_before, out_before) = (self.stats.records_in(), self.stats.records_out());
         let pipeline = self.pipeline;
         let policy = &pipeline.errors;
         let clients = self.clients;
+        let metrics = std::sync::Arc::clone(self.stats.metrics());
         let next = batch.with_records(|records| {
             let attempt = Attempt {
                 pipeline,
@@ -134,6 +158,7 @@ impl<'a> Copier<'a> {
                 batch,
                 records,
                 topics: &self.topics,
+                metrics: &metrics,
             };
             let failure = match attempt.run(self.chain, batch.all(), &Work::Transform) {
                 Ok(done) => {
@@ -142,7 +167,7 @@ impl<'a> Copier<'a> {
                 }
                 Err(failure) => failure,
             };
-            self.stats.aborts += 1;
+            self.stats.aborted(AbortCause::of(&failure));
             let (cause, source) = match failure {
                 Failure::Records { cause, source } => (cause, source),
                 Failure::Kafka(message) => return self.kafka_retry(batch, true, &message),
@@ -155,7 +180,7 @@ impl<'a> Copier<'a> {
                 if let Err(message) = batch.rewind_from(0) {
                     return Next::End(End::Fenced(message));
                 }
-                self.stats.retries += 1;
+                self.stats.retried();
                 let delay = backoff(failures, policy.initial_backoff, policy.max_backoff);
                 log::warn!(
                     "aborted batch at {} (attempt {failures} of {}): {cause}; retrying in {delay:.0?}",
@@ -198,8 +223,8 @@ impl<'a> Copier<'a> {
         if let Next::Committed = next {
             log::debug!(
                 "committed {} in, {} out in {:.1?}: {}",
-                self.stats.records_in - in_before,
-                self.stats.records_out - out_before,
+                self.stats.records_in() - in_before,
+                self.stats.records_out() - out_before,
                 started.elapsed(),
                 batch.describe(batch.all())
             );

@@ -22,7 +22,7 @@ use crate::plugin::Chain;
 use super::attempt::{Attempt, Work};
 use super::failure::{Cause, Failure};
 use super::retry::{backoff, sleep_unless_stopped};
-use super::stats::Stats;
+use super::stats::{AbortCause, Stats};
 
 /// How often a long isolation polls the consumer (with every partition paused) to stay in the group.
 const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(5);
@@ -106,7 +106,7 @@ pub fn isolate(
                 stats.committed(done);
             }
             Err(Failure::Records { cause, source }) => {
-                stats.aborts += 1;
+                stats.aborted(AbortCause::of_records(&cause));
                 match step {
                     Step::Try {
                         range,
@@ -150,7 +150,7 @@ pub fn isolate(
             // idempotence state (an epoch bump on abort): retry the same step a few times before
             // giving the batch back to the main loop, which polls (a rebalance needs that).
             Err(Failure::Kafka(message)) if kafka_failures < STEP_KAFKA_RETRIES => {
-                stats.aborts += 1;
+                stats.aborted(AbortCause::of_kafka(&message));
                 kafka_failures += 1;
                 let delay = Duration::from_millis(100 << kafka_failures);
                 log::warn!("isolation step failed on Kafka ({message}); retrying it in {delay:?}");
@@ -158,7 +158,7 @@ pub fn isolate(
                 pending.push_front(step);
             }
             Err(failure) => {
-                stats.aborts += 1;
+                stats.aborted(AbortCause::of(&failure));
                 rewind(attempt, range.start)?;
                 return Err(failure);
             }

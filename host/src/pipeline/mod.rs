@@ -13,3 +13,4 @@ mod stats;
 mod streak;
 
 pub use runner::{run, RunError};
+pub use stats::{AbortCause, Outcome};

@@ -17,6 +17,7 @@
 //! clients resume from the committed offsets.
 
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer as _;
@@ -31,6 +32,7 @@ use crate::kafka::{
     build_consumer, build_observer, build_producer, classify, errors, fatal_hint, Consumer,
     ErrorClass, Incarnation, Observer, Producer,
 };
+use crate::metrics::{FenceAnswer, FenceLabel, Metrics};
 use crate::plugin::Chain;
 
 use super::copier::Copier;
@@ -150,7 +152,12 @@ const MAX_REJOINS: usize = 10;
 const REJOIN_WINDOW: Duration = Duration::from_secs(600);
 
 /// Runs the pipeline until `stop` is set (clean exit) or an error ends it.
-pub fn run(pipeline: &Pipeline, mut chain: Chain, stop: &AtomicBool) -> Result<(), RunError> {
+pub fn run(
+    pipeline: &Pipeline,
+    mut chain: Chain,
+    stop: &AtomicBool,
+    metrics: Arc<Metrics>,
+) -> Result<(), RunError> {
     let me = Incarnation::current();
     log::info!(
         "txform starting: {} -> {} | group {} | {} id {} ({me}) | batch {} records / {:?} | on failure: {} after {} retries | chain: {}",
@@ -171,7 +178,13 @@ pub fn run(pipeline: &Pipeline, mut chain: Chain, stop: &AtomicBool) -> Result<(
     {
         return Ok(());
     }
-    let mut stats = Stats::new(pipeline.log.stats_interval);
+    let mut stats = Stats::new(pipeline.log.stats_interval, Arc::clone(&metrics));
+    let fenced = |answer| {
+        metrics
+            .fence_answers
+            .get_or_create(&FenceLabel { answer })
+            .inc()
+    };
     let mut rejoins: Vec<Instant> = Vec::new();
     let result = loop {
         // The clients stay alive while a fence is answered: the producer is asked whether it
@@ -179,7 +192,9 @@ pub fn run(pipeline: &Pipeline, mut chain: Chain, stop: &AtomicBool) -> Result<(
         let (reason, clients, member_id) = match Clients::start(pipeline, stop) {
             Ok(clients) => {
                 log::info!("txform running as {}", pipeline.transactional_id());
-                match Copier::new(pipeline, &clients, &mut chain, &mut stats, stop).run() {
+                let end = Copier::new(pipeline, &clients, &mut chain, &mut stats, stop).run();
+                metrics.health.copying(false);
+                match end {
                     End::Fenced(reason) | End::FencedAs(reason, _) => {
                         let member_id = Some(clients.member_id());
                         (reason, Some(clients), member_id)
@@ -216,14 +231,21 @@ pub fn run(pipeline: &Pipeline, mut chain: Chain, stop: &AtomicBool) -> Result<(
                     )));
                 }
                 rejoins.push(Instant::now());
+                fenced(FenceAnswer::rejoined);
                 log::warn!(
                     "fenced ({reason}); {why}: rejoining with new Kafka clients, which resume from \
                      the committed offsets"
                 );
             }
-            Err(error) => break Err(error),
+            Err(error) => {
+                fenced(FenceAnswer::superseded);
+                break Err(error);
+            }
         }
     };
+    if result.is_err() {
+        metrics.health.fatal();
+    }
     log::info!("stopping: {}", stats.summary());
     result
 }

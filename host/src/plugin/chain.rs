@@ -5,6 +5,9 @@
 //! chain runs again, and a panicked instance is never dropped.
 
 use std::collections::HashMap;
+use std::time::Instant;
+
+use prometheus_client::metrics::histogram::Histogram;
 
 use abi_stable::std_types::{ROption, RResult, RSlice, RVec};
 use txform_plugin_api::{
@@ -24,6 +27,8 @@ struct Stage {
     instance: TransformBox,
     /// The instance panicked and could not be replaced yet.
     poisoned: bool,
+    /// Observes each call's duration, once metrics are attached ([`Chain::time_calls`]).
+    timer: Option<Histogram>,
 }
 
 /// The loaded transform chain of a pipeline.
@@ -112,6 +117,7 @@ impl Chain {
                 config_json: spec.config_json.clone(),
                 instance,
                 poisoned: false,
+                timer: None,
             });
         }
         Ok(Chain {
@@ -128,10 +134,27 @@ impl Chain {
 
     /// `name (plugin version)` of every stage, for the start-up summary.
     pub fn describe(&self) -> Vec<String> {
-        self.stages
-            .iter()
-            .map(|s| format!("{} ({} {})", s.name, s.info.name, s.info.version))
+        self.stages()
+            .map(|(name, plugin, version)| format!("{name} ({plugin} {version})"))
             .collect()
+    }
+
+    /// `(name, plugin, version)` of every stage, in order.
+    pub fn stages(&self) -> impl Iterator<Item = (&str, &str, &str)> {
+        self.stages.iter().map(|s| {
+            (
+                s.name.as_str(),
+                s.info.name.as_str(),
+                s.info.version.as_str(),
+            )
+        })
+    }
+
+    /// Times every call of each stage into `timer(stage name)`.
+    pub fn time_calls(&mut self, timer: impl Fn(&str) -> Histogram) {
+        for stage in &mut self.stages {
+            stage.timer = Some(timer(&stage.name));
+        }
     }
 
     /// Runs the chain on `batch`. On failure, a panicked stage has already been re-created.
@@ -217,7 +240,11 @@ impl Drop for Chain {
 impl Stage {
     fn call(&mut self, batch: &[Record<'_>], out: &mut Output) -> Result<(), StageFailure> {
         out.clear();
+        let started = Instant::now();
         let result = self.instance.transform(RSlice::from_slice(batch), out);
+        if let Some(timer) = &self.timer {
+            timer.observe(started.elapsed().as_secs_f64());
+        }
         let error = match result {
             RResult::ROk(()) => match out_of_range(out, batch.len()) {
                 None => return Ok(()),
