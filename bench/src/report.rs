@@ -62,6 +62,13 @@ pub struct LatencyRun {
     pub max_ms: Option<f64>,
     /// Measured records over the time between the first and the last of them becoming visible.
     pub visible_rate: Option<f64>,
+    /// CPU seconds of the system per million records while the paced load (warm-up included) ran
+    /// and drained: at a steady rate, what each record costs.
+    #[serde(default)]
+    pub cpu_per_million: Option<f64>,
+    /// The same CPU over the same wall time, as a percentage of one core.
+    #[serde(default)]
+    pub core_percent: Option<f64>,
 }
 
 /// Everything one benchmark run measured.
@@ -216,8 +223,10 @@ impl Results {
             first.size,
             thousands(first.offered_rate)
         );
-        md.push_str("| system | p50 ms | p99 ms | max ms | visible records/s |\n");
-        md.push_str("|---|---:|---:|---:|---:|\n");
+        md.push_str(
+            "| system | p50 ms | p99 ms | max ms | visible records/s | CPU s per M | % of a core |\n",
+        );
+        md.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
         for &system in self.systems.iter().filter(|s| s.continuous()) {
             let failed = self
                 .latency
@@ -231,13 +240,19 @@ impl Results {
             };
             let _ = writeln!(
                 md,
-                "| {}{note} | {} | {} | {} | {} |",
+                "| {}{note} | {} | {} | {} | {} | {} | {} |",
                 system.label(),
                 opt(self.latency_median(system, |r| r.p50_ms), ms),
                 opt(self.latency_median(system, |r| r.p99_ms), ms),
                 opt(self.latency_median(system, |r| r.max_ms), ms),
                 opt(self.latency_median(system, |r| r.visible_rate), |v| {
                     thousands(v.round() as u64)
+                }),
+                opt(self.latency_median(system, |r| r.cpu_per_million), |v| {
+                    format!("{v:.1}")
+                }),
+                opt(self.latency_median(system, |r| r.core_percent), |v| {
+                    format!("{v:.1}")
                 }),
             );
         }
@@ -321,12 +336,12 @@ impl Results {
             );
         }
         if !self.latency.is_empty() {
-            md.push_str("\n| round | system | p50 ms | p99 ms | max ms | received / expected | visible records/s | error |\n");
-            md.push_str("|---:|---|---:|---:|---:|---:|---:|---|\n");
+            md.push_str("\n| round | system | p50 ms | p99 ms | max ms | received / expected | visible records/s | CPU s per M | % of a core | error |\n");
+            md.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
             for r in &self.latency {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {} | {} | {} / {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} |",
                     r.round,
                     r.system.label(),
                     opt(r.p50_ms, ms),
@@ -335,6 +350,8 @@ impl Results {
                     r.received,
                     r.expected,
                     opt(r.visible_rate, |v| thousands(v.round() as u64)),
+                    opt(r.cpu_per_million, |v| format!("{v:.1}")),
+                    opt(r.core_percent, |v| format!("{v:.1}")),
                     r.error.as_deref().map(one_line).unwrap_or_default(),
                 );
             }

@@ -21,7 +21,7 @@ use crate::cli::Options;
 use crate::kafka::{Kafka, Reader, ReaderPlan, ReaderReport};
 use crate::machine::Machine;
 use crate::payload;
-use crate::process::Child;
+use crate::process::{cpu_seconds, Child};
 use crate::report::{self, LatencyRun, Results, ThroughputRun};
 use crate::stats::quantile;
 use crate::systems::{target_dir, Job, Launcher, System};
@@ -383,6 +383,8 @@ impl Bench<'_> {
             p99_ms: None,
             max_ms: None,
             visible_rate: None,
+            cpu_per_million: None,
+            core_percent: None,
         };
         log::info!(
             "latency round {round}: {} at {} records/s of {} B for {} s",
@@ -431,9 +433,12 @@ impl Bench<'_> {
         let outcome = self.drive_latency(run, &reader, &child, input, warmup);
         let report = reader.finish();
         let exit = child.terminate(STOP_GRACE)?;
-        outcome?;
+        let load = outcome?;
         let report = report?;
         summarize_latency(run, &report);
+        let records = (warmup + run.expected) as f64;
+        run.cpu_per_million = Some(load.cpu_seconds / records * 1e6);
+        run.core_percent = Some(load.cpu_seconds / load.wall.as_secs_f64().max(1e-9) * 100.0);
         if run.received < run.expected {
             bail!(
                 "only {} of {} measured records visible {} s after the load ended (saturated, or stalled; exit code {}); last log lines:\n{}",
@@ -447,7 +452,8 @@ impl Bench<'_> {
         Ok(())
     }
 
-    /// Probe, paced load, drain.
+    /// Probe, paced load, drain; returns what the system spent from the first paced record until
+    /// the reader had everything (start-up and the probe excluded).
     fn drive_latency(
         &self,
         run: &LatencyRun,
@@ -455,7 +461,7 @@ impl Bench<'_> {
         child: &Child,
         input: &str,
         warmup: u64,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<LoadCost> {
         let o = self.options;
         self.kafka.probe(input)?;
         let deadline = Instant::now() + PROBE_TIMEOUT;
@@ -476,6 +482,8 @@ impl Bench<'_> {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        let started = Instant::now();
+        let cpu_before = cpu_seconds(child.pid())?;
         self.kafka.paced(
             input,
             o.partitions,
@@ -485,8 +493,17 @@ impl Bench<'_> {
             run.expected,
         )?;
         wait_for_reader(reader, child, Instant::now() + DRAIN_TIMEOUT);
-        Ok(())
+        Ok(LoadCost {
+            cpu_seconds: cpu_seconds(child.pid())? - cpu_before,
+            wall: started.elapsed(),
+        })
     }
+}
+
+/// CPU and wall time a system spent on a latency run's paced load.
+struct LoadCost {
+    cpu_seconds: f64,
+    wall: Duration,
 }
 
 /// Waits until the reader has everything, the deadline passes, or the child exits (then a few
