@@ -163,6 +163,7 @@ plugin = "/opt/txform/libtxform_passthrough.so"
             sink: 17,
             dead_letter: Some(35),
         },
+        secrets: Secrets::default(),
     };
     let pipeline = parse_ok(text);
     assert_eq!(pipeline, expected);
@@ -866,7 +867,6 @@ fn refused_secret_values_are_never_shown() {
         found,
         [
             "pipeline.toml:3: `kafka.common.\"sasl.jaas.config\"` has a value librdkafka refuses (not shown: the key holds a secret): Java JAAS configuration is not supported, see https://github.com/confluentinc/librdkafka/wiki/Using-SASL-with-librdkafka for more information.",
-            "pipeline.toml:4: `kafka.common.\"ssl.key.password\"` has a value librdkafka refuses (not shown: the key holds a secret): Configuration property \"ssl.key.password\" not supported in this build: OpenSSL not available at build time",
         ]
     );
     assert!(!found.concat().contains("hunter"));
@@ -937,4 +937,101 @@ fn secret_looking_keys() {
     ] {
         assert!(!KafkaProperties::is_secret(key), "{key}");
     }
+}
+
+/// A file in the temporary directory holding `content`, named after the test.
+fn secret_file(test: &str, content: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("txform-{test}-{}", std::process::id()));
+    std::fs::write(&path, content).expect("write the secret file");
+    path
+}
+
+#[test]
+fn references_in_properties_and_transform_config_are_resolved_and_secret() {
+    // A name no other test uses: tests run in parallel threads of one process.
+    std::env::set_var("TXFORM_TEST_REFERENCE_USER", "alice");
+    let file = secret_file("references", "p4ss-from-file\n");
+    let text = format!(
+        r#"
+[kafka.common]
+"bootstrap.servers" = "k1:9092"
+"sasl.username" = "${{env:TXFORM_TEST_REFERENCE_USER}}"
+"sasl.password" = "${{file:{}}}"
+"client.rack" = "$${{not-a-reference}}"
+[source]
+topics = ["in"]
+group_id = "g"
+[sink]
+topic = "out"
+[transaction]
+id_prefix = "p"
+[[transform]]
+plugin = "libcopy.so"
+config = {{ token = "Bearer ${{env:TXFORM_TEST_REFERENCE_USER}}" }}
+"#,
+        file.display()
+    );
+    let pipeline = parse_ok(&text);
+    std::fs::remove_file(&file).ok();
+    assert_eq!(
+        pipeline.kafka.common,
+        strings(&[
+            ("bootstrap.servers", "k1:9092"),
+            ("sasl.username", "alice"),
+            ("sasl.password", "p4ss-from-file"),
+            ("client.rack", "${not-a-reference}"),
+        ])
+    );
+    assert_eq!(
+        pipeline.transforms[0].config_json,
+        r#"{"token":"Bearer alice"}"#
+    );
+    assert_eq!(pipeline.secrets.values(), ["p4ss-from-file", "alice"]);
+}
+
+#[test]
+fn a_secret_valued_key_is_secret_without_a_reference() {
+    let text = MINIMAL.replace(
+        "\"bootstrap.servers\" = \"broker:9092\"",
+        "\"bootstrap.servers\" = \"localhost:9092\"\n\"sasl.password\" = \"inline\"",
+    );
+    assert_eq!(parse_ok(&text).secrets.values(), ["inline"]);
+}
+
+#[test]
+fn a_missing_variable_or_file_is_a_problem_at_its_line() {
+    let text = r#"
+[kafka.common]
+"bootstrap.servers" = "k1:9092"
+"sasl.password" = "${env:TXFORM_TEST_SURELY_UNSET}"
+[kafka.producer]
+"ssl.key.password" = "${file:/nonexistent/txform/secret}"
+[source]
+topics = ["in"]
+group_id = "g"
+[sink]
+topic = "out"
+[transaction]
+id_prefix = "p"
+[[transform]]
+plugin = "libcopy.so"
+config = { key = "${env:TXFORM_TEST_SURELY_UNSET}" }
+"#;
+    assert_eq!(
+        problems(text),
+        [
+            "pipeline.toml:4: `kafka.common.\"sasl.password\"` refers to `${env:TXFORM_TEST_SURELY_UNSET}`, but environment variable TXFORM_TEST_SURELY_UNSET is not set",
+            "pipeline.toml:6: `kafka.producer.\"ssl.key.password\"` refers to `${file:/nonexistent/txform/secret}`, but file /nonexistent/txform/secret cannot be read: No such file or directory (os error 2)",
+            "pipeline.toml:14: `config.key` of transform `copy` refers to `${env:TXFORM_TEST_SURELY_UNSET}`, but environment variable TXFORM_TEST_SURELY_UNSET is not set",
+        ]
+    );
+}
+
+#[test]
+fn a_mechanism_the_build_has_is_accepted() {
+    let text = MINIMAL.replace(
+        "\"bootstrap.servers\" = \"broker:9092\"",
+        "\"bootstrap.servers\" = \"localhost:9092\"\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"SCRAM-SHA-512\"",
+    );
+    parse_ok(&text);
 }
