@@ -36,6 +36,7 @@ pub mod process;
 pub mod read;
 pub mod records;
 pub mod scrape;
+pub mod secure;
 pub mod topics;
 
 pub use assertions::{

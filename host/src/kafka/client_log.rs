@@ -30,6 +30,7 @@ pub struct ClientLog {
 impl ClientLog {
     /// For a client context's `error` callback.
     pub fn error(&self, error: KafkaError, reason: &str) {
+        super::access::observe(&error, reason);
         let kind = match error.rdkafka_error_code() {
             Some(code) => format!("error {code:?}"),
             None => "error".to_string(),

@@ -243,6 +243,11 @@ pub fn run(
             }
         }
     };
+    // Refused credentials or certificates stop the instance like a signal; say so.
+    let result = match (result, crate::kafka::access::refused()) {
+        (Ok(()), Some(why)) => Err(RunError::Fatal(why.to_owned())),
+        (result, _) => result,
+    };
     if result.is_err() {
         metrics.health.fatal();
     }
