@@ -11,7 +11,6 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
 /// The flag that stops the instance (see `crate::shutdown`).
@@ -24,9 +23,13 @@ pub fn stop_on_refusal(stop: &Arc<AtomicBool>) {
     let _ = STOP.set(Arc::clone(stop));
 }
 
-/// For a client's error callback: records `error` if it is a refusal and asks the instance to stop.
-pub fn observe(error: &KafkaError, reason: &str) {
-    let Some(why) = refusal(error.rdkafka_error_code(), reason) else {
+/// For a client's error and log callbacks: records a refusal described by `code` (error
+/// callback only) and librdkafka's `message`, and asks the instance to stop. Both callbacks are
+/// watched because librdkafka reports a failed TLS verification as a transport error, or only in
+/// its `FAIL` log line, depending on the connection's state, and a consumer's error callback runs
+/// only when it is polled.
+pub fn observe(code: Option<RDKafkaErrorCode>, message: &str) {
+    let Some(why) = refusal(code, message) else {
         return;
     };
     if REFUSED.set(why).is_ok() {
@@ -42,20 +45,29 @@ pub fn refused() -> Option<&'static str> {
 }
 
 /// The final error for a refusal: what failed, librdkafka's words, and what to check.
-fn refusal(code: Option<RDKafkaErrorCode>, reason: &str) -> Option<String> {
-    match code? {
-        RDKafkaErrorCode::Authentication => Some(format!(
-            "Kafka refused this client's credentials: {reason} (check sasl.mechanism, \
+fn refusal(code: Option<RDKafkaErrorCode>, message: &str) -> Option<String> {
+    // Log lines start with the thread: `[thrd:sasl_ssl://host:9093/bootstrap]: `.
+    let message = match message.strip_prefix("[thrd:") {
+        Some(rest) => rest.split_once("]: ").map_or(message, |(_, text)| text),
+        None => message,
+    };
+    if code == Some(RDKafkaErrorCode::Authentication)
+        || message.contains("SASL authentication error")
+    {
+        Some(format!(
+            "Kafka refused this client's credentials: {message} (check sasl.mechanism, \
              sasl.username and sasl.password, or the client certificate)"
-        )),
-        // Only verification failures: a connection cut during a handshake is reported as an SSL
-        // error too, and that one is transient.
-        RDKafkaErrorCode::SSL if reason.contains("certificate verify failed") => Some(format!(
-            "TLS with the broker failed: {reason} (check ssl.ca.location: it must hold the CA \
+        ))
+    } else if message.contains("certificate verify failed") {
+        // Only verification: a connection cut during a handshake is an SSL error too, and
+        // that one is transient.
+        Some(format!(
+            "TLS with the broker failed: {message} (check ssl.ca.location: it must hold the CA \
              that signed the broker's certificate, and the certificate must name the host in \
              bootstrap.servers)"
-        )),
-        _ => None,
+        ))
+    } else {
+        None
     }
 }
 
@@ -77,11 +89,17 @@ mod tests {
              certificate)"
         );
         let tls = refusal(
-            Some(RDKafkaErrorCode::SSL),
-            "SSL handshake failed: certificate verify failed: broker certificate could not be verified",
+            None,
+            "[thrd:sasl_ssl://127.0.0.1:9392/bootstrap]: sasl_ssl://127.0.0.1:9392/bootstrap: \
+             error:0A000086:SSL routines::certificate verify failed (after 6ms in state SSL_HANDSHAKE)",
         )
         .unwrap();
-        assert!(tls.starts_with("TLS with the broker failed: SSL handshake failed: certificate verify failed"), "{tls}");
+        assert!(
+            tls.starts_with(
+                "TLS with the broker failed: sasl_ssl://127.0.0.1:9392/bootstrap: error:0A000086"
+            ),
+            "{tls}"
+        );
         assert_eq!(
             refusal(Some(RDKafkaErrorCode::SSL), "SSL handshake failed: Disconnected"),
             None

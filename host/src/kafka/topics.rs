@@ -162,6 +162,10 @@ pub fn check_topics_at_startup(
                 return Ok(true);
             }
             Err(error @ TopicsError::Unreachable { .. }) => {
+                // A consumer's error callback runs only inside `poll`: serve it, so a refusal of
+                // this client's credentials or of the broker's certificate stops the instance
+                // (`kafka::access`). The client is subscribed to nothing, so no record comes.
+                let _ = consumer.poll(Duration::ZERO);
                 if reported.elapsed() >= UNREACHABLE_REPORT_EVERY {
                     reported = Instant::now();
                     log::warn!(

@@ -154,6 +154,23 @@ const REJOIN_WINDOW: Duration = Duration::from_secs(600);
 /// Runs the pipeline until `stop` is set (clean exit) or an error ends it.
 pub fn run(
     pipeline: &Pipeline,
+    chain: Chain,
+    stop: &AtomicBool,
+    metrics: Arc<Metrics>,
+) -> Result<(), RunError> {
+    let result = run_until_stopped(pipeline, chain, stop, Arc::clone(&metrics));
+    // Refused credentials or certificates stop the instance like a signal; say so.
+    match (result, crate::kafka::access::refused()) {
+        (Ok(()), Some(why)) => {
+            metrics.health.fatal();
+            Err(RunError::Fatal(why.to_owned()))
+        }
+        (result, _) => result,
+    }
+}
+
+fn run_until_stopped(
+    pipeline: &Pipeline,
     mut chain: Chain,
     stop: &AtomicBool,
     metrics: Arc<Metrics>,
@@ -242,11 +259,6 @@ pub fn run(
                 break Err(error);
             }
         }
-    };
-    // Refused credentials or certificates stop the instance like a signal; say so.
-    let result = match (result, crate::kafka::access::refused()) {
-        (Ok(()), Some(why)) => Err(RunError::Fatal(why.to_owned())),
-        (result, _) => result,
     };
     if result.is_err() {
         metrics.health.fatal();

@@ -53,3 +53,84 @@ fn mutual_tls_least_privilege_copies_exactly_once() {
     let env = SecureEnv::new("sec-mtls", "mtls-app");
     copies_exactly_once(env, secure::mutual_tls());
 }
+
+/// How long a refused connection may take to stop the instance: librdkafka reports the refusal on
+/// its first connection attempt; the rest is start-up and the stop. A hang guard with room for a
+/// loaded machine, far below "for ever".
+const REFUSED_WITHIN: Duration = Duration::from_secs(30);
+
+/// Runs a pipeline with `security` that the broker (or the client) must refuse; returns the exit
+/// code and the error lines, after checking nothing was committed.
+fn refused(label: &str, security: Table) -> (Option<i32>, Vec<String>) {
+    let mut env = SecureEnv::new(label, "app");
+    let input = env.create_topic("in", 1);
+    let output = env.create_topic("out", 1);
+    produce(&input, &standard_inputs(10, 1));
+    let mut pipeline =
+        env.pipeline(&input, &output)
+            .transform("copy", Plugin::passthrough(), passthrough_config());
+    pipeline.common.extend(security);
+    let mut txform = env.env.spawn(&pipeline, "0");
+    let status = txform.wait_exit(REFUSED_WITHIN);
+    assert!(read_topic(&output, Isolation::ReadUncommitted).is_empty());
+    assert_eq!(committed_offsets(&pipeline.group_id, &input), [None]);
+    (status.code(), txform.error_messages())
+}
+
+/// Asserts exit code 3 and exactly one error line, which holds every one of `parts`.
+fn assert_one_line(label: &str, security: Table, parts: &[&str]) {
+    let (code, errors) = refused(label, security);
+    assert_eq!(code, Some(3), "{errors:?}");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    for part in parts {
+        assert!(errors[0].contains(part), "{part:?} missing from {errors:?}");
+    }
+}
+
+const BAD_CREDENTIALS: &str = "txform: fatal Kafka error, stopping: Kafka refused this client's credentials: sasl_ssl://127.0.0.1:9392/bootstrap: SASL authentication error: Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512";
+
+#[test]
+fn a_wrong_password_stops_with_one_line() {
+    let security = secure::scram("app", "not-the-password-5a");
+    assert_one_line("sec-badpw", security, &[BAD_CREDENTIALS]);
+}
+
+#[test]
+fn an_unknown_user_stops_with_one_line() {
+    let security = secure::scram("nobody", APP_PASSWORD);
+    assert_one_line("sec-nouser", security, &[BAD_CREDENTIALS]);
+}
+
+#[test]
+fn an_untrusted_server_certificate_stops_with_one_line() {
+    let mut security = secure::scram("app", APP_PASSWORD);
+    security.insert(
+        "ssl.ca.location".into(),
+        Value::String(secure::tls_file("other-ca.pem")),
+    );
+    assert_one_line(
+        "sec-untrusted",
+        security,
+        &[
+            "txform: fatal Kafka error, stopping: TLS with the broker failed: ",
+            "certificate verify failed",
+            "check ssl.ca.location",
+        ],
+    );
+}
+
+#[test]
+fn a_wrong_host_name_stops_with_one_line() {
+    // The broker's certificate names 127.0.0.1 only.
+    let mut security = secure::scram("app", APP_PASSWORD);
+    security.insert("bootstrap.servers".into(), Value::String("localhost:9392".into()));
+    assert_one_line(
+        "sec-wronghost",
+        security,
+        &[
+            "txform: fatal Kafka error, stopping: TLS with the broker failed: ",
+            "certificate verify failed",
+            "localhost",
+        ],
+    );
+}
