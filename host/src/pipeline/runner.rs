@@ -195,6 +195,10 @@ fn run_until_stopped(
     {
         return Ok(());
     }
+    if let Some(topic) = pipeline.source.topics.first() {
+        membership::check_group_access(&observer, &pipeline.source.group_id, topic)
+            .map_err(|e| RunError::Startup(anyhow::anyhow!(e)))?;
+    }
     let mut stats = Stats::new(pipeline.log.stats_interval, Arc::clone(&metrics));
     let fenced = |answer| {
         metrics

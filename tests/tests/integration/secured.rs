@@ -134,3 +134,104 @@ fn a_wrong_host_name_stops_with_one_line() {
         ],
     );
 }
+
+/// Runs 10 records through a pipeline as `principal` (which lacks one ACL), with a dead-letter
+/// topic and the record at offset 3 rejected; returns the exit code and the error lines after
+/// checking that nothing was committed: no output, no dead letter, no group offset.
+fn missing_one_acl(principal: &str) -> (Option<i32>, Vec<String>) {
+    let mut env = SecureEnv::new(&format!("sec-{principal}"), principal);
+    let input = env.create_topic("in", 1);
+    let output = env.create_topic("out", 1);
+    let dead_letters = env.create_topic("dlq", 1);
+    produce(&input, &standard_inputs(10, 1));
+    let reject_offset_3 = txform_tests::table(&[
+        ("action", "reject".into()),
+        (
+            "offsets",
+            Value::Array(vec![Value::Table(txform_tests::table(&[
+                ("partition", 0.into()),
+                ("offset", 3.into()),
+            ]))]),
+        ),
+    ]);
+    let mut pipeline = env
+        .pipeline(&input, &output)
+        .retries(0, 10, 10)
+        .transform("guard", Plugin::fault(), reject_offset_3);
+    pipeline.common.extend(secure::scram(principal, APP_PASSWORD));
+    let config = txform_tests::dead_letter::write_pipeline_with_policy(
+        &env.env,
+        &pipeline,
+        &txform_tests::dead_letter::ErrorPolicy::dead_letter(&dead_letters),
+    );
+    let mut txform = env.env.spawn_file(&config, "0");
+    let status = txform.wait_exit(EXIT_TIMEOUT);
+    for topic in [&output, &dead_letters] {
+        let committed = read_topic(topic, Isolation::ReadCommitted);
+        assert!(committed.is_empty(), "{}: {committed:?}", topic.name);
+    }
+    assert_eq!(committed_offsets(&pipeline.group_id, &input), [None]);
+    (status.code(), txform.error_messages())
+}
+
+/// `missing_one_acl`'s single error line, which must hold every one of `parts`.
+fn assert_missing(principal: &str, code: i32, parts: &[&str]) {
+    let (exit, errors) = missing_one_acl(principal);
+    assert_eq!(exit, Some(code), "{errors:?}");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    for part in parts {
+        assert!(errors[0].contains(part), "{part:?} missing from {errors:?}");
+    }
+}
+
+#[test]
+fn missing_transactional_id_write() {
+    assert_missing(
+        "no-txn",
+        3,
+        &[
+            "txform: fatal Kafka error, stopping: init_transactions: ",
+            "Broker: Transactional Id authorization failed (not authorised: the principal needs Write and Describe on the TransactionalId)",
+        ],
+    );
+}
+
+#[test]
+fn missing_group_read() {
+    assert_missing(
+        "no-group",
+        2,
+        &[
+            "txform: cannot start: consumer group \"sec-no-group-group-",
+            "(`source.group_id`) cannot be used: the cluster refuses it to this client (",
+            "Group authorization failed",
+            "grant its principal Read on the group",
+        ],
+    );
+}
+
+#[test]
+fn missing_sink_write() {
+    assert_missing(
+        "no-sink",
+        2,
+        &[
+            "txform: cannot start: ",
+            "`sink.topic` \"sec-no-sink-out-",
+            "cannot be used: the cluster refuses to describe it to this client (TopicAuthorizationFailed (Broker: Topic authorization failed)); grant its principal access to the topic (ACL: Write on the topic)",
+        ],
+    );
+}
+
+#[test]
+fn missing_dead_letter_write() {
+    assert_missing(
+        "no-dlq",
+        2,
+        &[
+            "txform: cannot start: ",
+            "`errors.dead_letter_topic` \"sec-no-dlq-dlq-",
+            "cannot be used: the cluster refuses to describe it to this client (TopicAuthorizationFailed (Broker: Topic authorization failed)); grant its principal access to the topic (ACL: Write on the topic)",
+        ],
+    );
+}
