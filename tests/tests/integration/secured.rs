@@ -235,3 +235,106 @@ fn missing_dead_letter_write() {
         ],
     );
 }
+
+/// The credentials come from an environment variable (user) and a file (password); with every
+/// log on (`RUST_LOG=trace`, librdkafka `debug = "all"`) and a record rejected by a plugin whose
+/// message repeats the password, no output of the run holds a secret: not `validate`, not a log
+/// line, not the dead-letter headers.
+#[test]
+fn secrets_from_env_and_file_never_leak() {
+    let mut env = SecureEnv::new("sec-leak", "app");
+    let input = env.create_topic("in", 1);
+    let output = env.create_topic("out", 1);
+    let dead_letters = env.create_topic("dlq", 1);
+    let mut inputs = standard_inputs(200, 1);
+    inputs[7] = inputs[7].clone().with_value(format!("poison {APP_PASSWORD}"));
+    produce(&input, &inputs);
+
+    let password_file = env.env.path("kafka-password");
+    std::fs::write(&password_file, format!("{APP_PASSWORD}\n")).expect("write the password file");
+    let password = format!("${{file:{}}}", password_file.display());
+    let mut security = secure::scram("${env:TXFORM_SECURED_TEST_USER}", &password);
+    security.insert("debug".into(), Value::String("all".into()));
+    let reject_poison = txform_tests::table(&[
+        ("action", "reject".into()),
+        ("value_contains", password.into()),
+    ]);
+    let mut pipeline = env
+        .pipeline(&input, &output)
+        .retries(0, 10, 10)
+        .transform("guard", Plugin::fault(), reject_poison);
+    pipeline.common.extend(security);
+    let config = txform_tests::dead_letter::write_pipeline_with_policy(
+        &env.env,
+        &pipeline,
+        &txform_tests::dead_letter::ErrorPolicy::dead_letter(&dead_letters),
+    );
+    let text = std::fs::read_to_string(&config).expect("read the pipeline file");
+    assert!(!text.contains(APP_PASSWORD), "the file holds no secret");
+
+    let user = [("TXFORM_SECURED_TEST_USER", "app"), ("RUST_LOG", "trace")];
+    let validate = env.env.path("validate.log");
+    let mut validated = Txform::spawn_with_env(
+        "validate",
+        &["validate".as_ref(), config.as_os_str()],
+        &validate,
+        &user,
+    );
+    validated.expect_exit_code(0, EXIT_TIMEOUT);
+
+    let log = env.env.path("run.log");
+    let mut txform = Txform::spawn_with_env(
+        "run",
+        &["run".as_ref(), config.as_os_str()],
+        &log,
+        &user,
+    );
+    wait_for_committed(&output, 199, PROCESS_TIMEOUT);
+    let letters = wait_for_committed(&dead_letters, 1, PROCESS_TIMEOUT);
+    txform.terminate();
+    txform.expect_exit_code(0, EXIT_TIMEOUT);
+
+    assert_eq!(read_topic(&output, Isolation::ReadCommitted).len(), 199);
+    let error = String::from_utf8_lossy(letters[0].header("txform.error").expect("txform.error"));
+    assert!(error.contains("[redacted]"), "{error}");
+    let outputs = [
+        validated.log(),
+        txform.log(),
+        error.into_owned(),
+        letters[0].position(),
+    ];
+    // Proof that the logs were on: librdkafka's SASL debug lines are there.
+    assert!(txform.log().contains("librdkafka: SASL"), "no librdkafka debug lines");
+    for (n, output) in outputs.iter().enumerate() {
+        assert!(!output.contains(APP_PASSWORD), "output {n} holds the password");
+        assert!(!output.contains(CLIENT_KEY_PASSWORD), "output {n} holds a key passphrase");
+    }
+}
+
+#[test]
+fn a_missing_secret_is_a_config_error_at_its_line() {
+    let env = SecureEnv::new("sec-nosecret", "app");
+    let mut pipeline = env.pipeline(
+        &txform_tests::Topic { name: env.name("in"), partitions: 1 },
+        &txform_tests::Topic { name: env.name("out"), partitions: 1 },
+    );
+    pipeline = pipeline.transform("copy", Plugin::passthrough(), passthrough_config());
+    pipeline
+        .common
+        .extend(secure::scram("app", "${env:TXFORM_SECURED_SURELY_UNSET}"));
+    let config = env.env.write_pipeline(&pipeline, "pipeline.toml");
+    let text = std::fs::read_to_string(&config).expect("read the pipeline file");
+    let line = 1 + text
+        .lines()
+        .position(|l| l.starts_with("\"sasl.password\""))
+        .expect("the password line");
+    let result = txform_tests::run_command(&["validate".as_ref(), config.as_os_str()], EXIT_TIMEOUT);
+    assert_eq!(result.code(), Some(2));
+    assert_eq!(
+        result.stderr_lines(),
+        [format!(
+            "txform: {}:{line}: `kafka.common.\"sasl.password\"` refers to `${{env:TXFORM_SECURED_SURELY_UNSET}}`, but environment variable TXFORM_SECURED_SURELY_UNSET is not set",
+            config.display()
+        )]
+    );
+}
