@@ -338,3 +338,46 @@ fn a_missing_secret_is_a_config_error_at_its_line() {
         )]
     );
 }
+
+/// Fencing works through authentication: `kill -9` with an open transaction, then a restart with
+/// the same instance id over SASL_SSL; every record comes out exactly once and the killed
+/// instance's open transaction is aborted.
+#[test]
+fn kill_9_and_restart_over_sasl_ssl_is_exactly_once() {
+    const RECORDS: u64 = 6000;
+    let mut env = SecureEnv::new("sec-kill9", "app");
+    let input = env.create_topic("in", PARTITIONS);
+    let output = env.create_topic("out", PARTITIONS);
+    let produced = produce(&input, &standard_inputs(RECORDS, PARTITIONS));
+    let mut pipeline = env
+        .pipeline(&input, &output)
+        .batch(100, 100)
+        .producer_property("transaction.timeout.ms", 60_000)
+        .transform("copy", Plugin::passthrough(), passthrough_config());
+    pipeline.common.extend(secure::scram("app", APP_PASSWORD));
+
+    let mut first = env.env.spawn(&pipeline, "0");
+    wait_for_committed(&output, 300, PROCESS_TIMEOUT);
+    let (lso, end) =
+        txform_tests::pause_in_open_transaction(&mut first, &output, PROCESS_TIMEOUT);
+    first.kill9();
+    assert!(
+        lso.iter().sum::<i64>() < RECORDS as i64,
+        "the first instance had finished before the kill: the test proves nothing"
+    );
+
+    let mut second = env.env.spawn(&pipeline, "0");
+    wait_for_committed(&output, RECORDS as usize, PROCESS_TIMEOUT);
+    txform_tests::wait_for_group_at_end(&pipeline.group_id, &input, PROCESS_TIMEOUT);
+    second.terminate();
+    second.expect_exit_code(0, EXIT_TIMEOUT);
+
+    let committed = read_topic(&output, Isolation::ReadCommitted);
+    txform_tests::assert_exactly_once_by_id(0..RECORDS, &committed, "read_committed output");
+    let expected = by_partition(&produced, PARTITIONS);
+    let actual = by_partition(&committed, PARTITIONS);
+    for p in 0..PARTITIONS as usize {
+        assert_same_content(&expected[p], &actual[p], &format!("output partition {p}"));
+    }
+    crate::fencing::assert_open_transaction_aborted(&output, &committed, &lso, &end);
+}
