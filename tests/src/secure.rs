@@ -55,9 +55,15 @@ pub fn mutual_tls() -> Table {
         ("bootstrap.servers", Value::String(MTLS_BOOTSTRAP.into())),
         ("security.protocol", Value::String("SSL".into())),
         ("ssl.ca.location", Value::String(tls_file("ca.pem"))),
-        ("ssl.certificate.location", Value::String(tls_file("client.pem"))),
+        (
+            "ssl.certificate.location",
+            Value::String(tls_file("client.pem")),
+        ),
         ("ssl.key.location", Value::String(tls_file("client.key"))),
-        ("ssl.key.password", Value::String(CLIENT_KEY_PASSWORD.into())),
+        (
+            "ssl.key.password",
+            Value::String(CLIENT_KEY_PASSWORD.into()),
+        ),
     ])
 }
 
@@ -78,7 +84,9 @@ impl SecureEnv {
         )
         .is_err()
         {
-            panic!("no secured Kafka broker at {SASL_BOOTSTRAP}; run scripts/kafka-secure.sh start");
+            panic!(
+                "no secured Kafka broker at {SASL_BOOTSTRAP}; run scripts/kafka-secure.sh start"
+            );
         }
         let admin = scram("admin", ADMIN_PASSWORD);
         set_thread_broker(Some(ThreadBroker {

@@ -80,7 +80,7 @@ fn reference(inner: &str, lookup: &impl Lookup) -> Result<String, String> {
             .map_err(|why| format!("refers to {shown}, but environment variable {name} {why}")),
         Some(("file", path)) if !path.is_empty() => lookup
             .file(Path::new(path))
-            .map(|content| without_line_break(content))
+            .map(without_line_break)
             .map_err(|why| format!("refers to {shown}, but file {path} cannot be read: {why}")),
         _ => Err(format!(
             "has the reference {shown}, which is neither `${{env:NAME}}` nor `${{file:PATH}}` (write `$${{` for a literal `${{`)"

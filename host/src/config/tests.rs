@@ -946,6 +946,18 @@ fn secret_file(test: &str, content: &str) -> PathBuf {
     path
 }
 
+/// The tables after `[kafka.*]` of the reference tests, ending inside the `[[transform]]`.
+const REFERENCE_TABLES: &str = r#"[source]
+topics = ["in"]
+group_id = "g"
+[sink]
+topic = "out"
+[transaction]
+id_prefix = "p"
+[[transform]]
+plugin = "libcopy.so"
+"#;
+
 #[test]
 fn references_in_properties_and_transform_config_are_resolved_and_secret() {
     // A name no other test uses: tests run in parallel threads of one process.
@@ -958,16 +970,7 @@ fn references_in_properties_and_transform_config_are_resolved_and_secret() {
 "sasl.username" = "${{env:TXFORM_TEST_REFERENCE_USER}}"
 "sasl.password" = "${{file:{}}}"
 "client.rack" = "$${{not-a-reference}}"
-[source]
-topics = ["in"]
-group_id = "g"
-[sink]
-topic = "out"
-[transaction]
-id_prefix = "p"
-[[transform]]
-plugin = "libcopy.so"
-config = {{ token = "Bearer ${{env:TXFORM_TEST_REFERENCE_USER}}" }}
+{REFERENCE_TABLES}config = {{ token = "Bearer ${{env:TXFORM_TEST_REFERENCE_USER}}" }}
 "#,
         file.display()
     );
@@ -1000,25 +1003,18 @@ fn a_secret_valued_key_is_secret_without_a_reference() {
 
 #[test]
 fn a_missing_variable_or_file_is_a_problem_at_its_line() {
-    let text = r#"
+    let text = format!(
+        r#"
 [kafka.common]
 "bootstrap.servers" = "k1:9092"
-"sasl.password" = "${env:TXFORM_TEST_SURELY_UNSET}"
+"sasl.password" = "${{env:TXFORM_TEST_SURELY_UNSET}}"
 [kafka.producer]
-"ssl.key.password" = "${file:/nonexistent/txform/secret}"
-[source]
-topics = ["in"]
-group_id = "g"
-[sink]
-topic = "out"
-[transaction]
-id_prefix = "p"
-[[transform]]
-plugin = "libcopy.so"
-config = { key = "${env:TXFORM_TEST_SURELY_UNSET}" }
-"#;
+"ssl.key.password" = "${{file:/nonexistent/txform/secret}}"
+{REFERENCE_TABLES}config = {{ key = "${{env:TXFORM_TEST_SURELY_UNSET}}" }}
+"#
+    );
     assert_eq!(
-        problems(text),
+        problems(&text),
         [
             "pipeline.toml:4: `kafka.common.\"sasl.password\"` refers to `${env:TXFORM_TEST_SURELY_UNSET}`, but environment variable TXFORM_TEST_SURELY_UNSET is not set",
             "pipeline.toml:6: `kafka.producer.\"ssl.key.password\"` refers to `${file:/nonexistent/txform/secret}`, but file /nonexistent/txform/secret cannot be read: No such file or directory (os error 2)",

@@ -101,11 +101,17 @@ mod tests {
             "{tls}"
         );
         assert_eq!(
-            refusal(Some(RDKafkaErrorCode::SSL), "SSL handshake failed: Disconnected"),
+            refusal(
+                Some(RDKafkaErrorCode::SSL),
+                "SSL handshake failed: Disconnected"
+            ),
             None
         );
         assert_eq!(
-            refusal(Some(RDKafkaErrorCode::AllBrokersDown), "1/1 brokers are down"),
+            refusal(
+                Some(RDKafkaErrorCode::AllBrokersDown),
+                "1/1 brokers are down"
+            ),
             None
         );
         assert_eq!(refusal(None, "whatever"), None);

@@ -7,8 +7,9 @@ use std::time::Duration;
 use toml::{Table, Value};
 use txform_tests::secure::{self, SecureEnv, APP_PASSWORD, CLIENT_KEY_PASSWORD};
 use txform_tests::{
-    assert_same_content, by_partition, committed_offsets, passthrough_config, produce,
-    read_topic, standard_inputs, wait_for_committed, Isolation, Plugin, Txform,
+    assert_same_by_partition, by_partition, committed_offsets, passthrough_config, produce,
+    read_topic, standard_inputs, wait_for_committed, Isolation, PipelineConfig, Plugin, Record,
+    Topic, Txform,
 };
 
 use crate::{EXIT_TIMEOUT, PROCESS_TIMEOUT};
@@ -16,30 +17,42 @@ use crate::{EXIT_TIMEOUT, PROCESS_TIMEOUT};
 const N: u64 = 2000;
 const PARTITIONS: i32 = 2;
 
-/// Copies [`N`] records as the env's principal with `security` as `[kafka.common]` and checks the
-/// output and the group's offsets exactly; returns the stopped instance (for its log).
-fn copies_exactly_once(mut env: SecureEnv, security: Table) -> (SecureEnv, Txform) {
-    let input = env.create_topic("in", PARTITIONS);
-    let output = env.create_topic("out", PARTITIONS);
-    let produced = produce(&input, &standard_inputs(N, PARTITIONS));
-    let mut pipeline =
-        env.pipeline(&input, &output)
-            .transform("copy", Plugin::passthrough(), passthrough_config());
+/// Creates an input with `records` records over `partitions` partitions and an output, and starts
+/// a copy between them with `security` in `[kafka.common]`.
+fn copy(
+    env: &mut SecureEnv,
+    partitions: i32,
+    records: u64,
+    security: Table,
+) -> (Topic, Topic, Vec<Record>, PipelineConfig, Txform) {
+    let input = env.create_topic("in", partitions);
+    let output = env.create_topic("out", partitions);
+    let produced = produce(&input, &standard_inputs(records, partitions));
+    let mut pipeline = env.pipeline(&input, &output).transform(
+        "copy",
+        Plugin::passthrough(),
+        passthrough_config(),
+    );
     pipeline.common.extend(security);
-    let mut txform = env.env.spawn(&pipeline, "0");
+    let txform = env.env.spawn(&pipeline, "0");
+    (input, output, produced, pipeline, txform)
+}
+
+/// Copies [`N`] records as the env's principal with `security` as `[kafka.common]` and checks the
+/// output and the group's offsets exactly.
+fn copies_exactly_once(mut env: SecureEnv, security: Table) {
+    let (input, output, produced, pipeline, mut txform) = copy(&mut env, PARTITIONS, N, security);
     wait_for_committed(&output, N as usize, PROCESS_TIMEOUT);
     txform.terminate();
     txform.expect_exit_code(0, EXIT_TIMEOUT);
 
     let committed = read_topic(&output, Isolation::ReadCommitted);
-    let expected = by_partition(&produced, PARTITIONS);
-    let actual = by_partition(&committed, PARTITIONS);
-    for p in 0..PARTITIONS as usize {
-        assert_same_content(&expected[p], &actual[p], &format!("output partition {p}"));
-    }
-    let ends: Vec<Option<i64>> = expected.iter().map(|p| Some(p.len() as i64)).collect();
+    assert_same_by_partition(&produced, &committed, PARTITIONS);
+    let ends: Vec<Option<i64>> = by_partition(&produced, PARTITIONS)
+        .iter()
+        .map(|p| Some(p.len() as i64))
+        .collect();
     assert_eq!(committed_offsets(&pipeline.group_id, &input), ends);
-    (env, txform)
 }
 
 #[test]
@@ -63,14 +76,7 @@ const REFUSED_WITHIN: Duration = Duration::from_secs(30);
 /// code and the error lines, after checking nothing was committed.
 fn refused(label: &str, security: Table) -> (Option<i32>, Vec<String>) {
     let mut env = SecureEnv::new(label, "app");
-    let input = env.create_topic("in", 1);
-    let output = env.create_topic("out", 1);
-    produce(&input, &standard_inputs(10, 1));
-    let mut pipeline =
-        env.pipeline(&input, &output)
-            .transform("copy", Plugin::passthrough(), passthrough_config());
-    pipeline.common.extend(security);
-    let mut txform = env.env.spawn(&pipeline, "0");
+    let (input, output, _, pipeline, mut txform) = copy(&mut env, 1, 10, security);
     let status = txform.wait_exit(REFUSED_WITHIN);
     assert!(read_topic(&output, Isolation::ReadUncommitted).is_empty());
     assert_eq!(committed_offsets(&pipeline.group_id, &input), [None]);
@@ -123,7 +129,10 @@ fn an_untrusted_server_certificate_stops_with_one_line() {
 fn a_wrong_host_name_stops_with_one_line() {
     // The broker's certificate names 127.0.0.1 only.
     let mut security = secure::scram("app", APP_PASSWORD);
-    security.insert("bootstrap.servers".into(), Value::String("localhost:9392".into()));
+    security.insert(
+        "bootstrap.servers".into(),
+        Value::String("localhost:9392".into()),
+    );
     assert_one_line(
         "sec-wronghost",
         security,
@@ -154,11 +163,14 @@ fn missing_one_acl(principal: &str) -> (Option<i32>, Vec<String>) {
             ]))]),
         ),
     ]);
-    let mut pipeline = env
-        .pipeline(&input, &output)
-        .retries(0, 10, 10)
-        .transform("guard", Plugin::fault(), reject_offset_3);
-    pipeline.common.extend(secure::scram(principal, APP_PASSWORD));
+    let mut pipeline = env.pipeline(&input, &output).retries(0, 10, 10).transform(
+        "guard",
+        Plugin::fault(),
+        reject_offset_3,
+    );
+    pipeline
+        .common
+        .extend(secure::scram(principal, APP_PASSWORD));
     let config = txform_tests::dead_letter::write_pipeline_with_policy(
         &env.env,
         &pipeline,
@@ -247,7 +259,9 @@ fn secrets_from_env_and_file_never_leak() {
     let output = env.create_topic("out", 1);
     let dead_letters = env.create_topic("dlq", 1);
     let mut inputs = standard_inputs(200, 1);
-    inputs[7] = inputs[7].clone().with_value(format!("poison {APP_PASSWORD}"));
+    inputs[7] = inputs[7]
+        .clone()
+        .with_value(format!("poison {APP_PASSWORD}"));
     produce(&input, &inputs);
 
     let password_file = env.env.path("kafka-password");
@@ -259,10 +273,11 @@ fn secrets_from_env_and_file_never_leak() {
         ("action", "reject".into()),
         ("value_contains", password.into()),
     ]);
-    let mut pipeline = env
-        .pipeline(&input, &output)
-        .retries(0, 10, 10)
-        .transform("guard", Plugin::fault(), reject_poison);
+    let mut pipeline = env.pipeline(&input, &output).retries(0, 10, 10).transform(
+        "guard",
+        Plugin::fault(),
+        reject_poison,
+    );
     pipeline.common.extend(security);
     let config = txform_tests::dead_letter::write_pipeline_with_policy(
         &env.env,
@@ -283,12 +298,8 @@ fn secrets_from_env_and_file_never_leak() {
     validated.expect_exit_code(0, EXIT_TIMEOUT);
 
     let log = env.env.path("run.log");
-    let mut txform = Txform::spawn_with_env(
-        "run",
-        &["run".as_ref(), config.as_os_str()],
-        &log,
-        &user,
-    );
+    let mut txform =
+        Txform::spawn_with_env("run", &["run".as_ref(), config.as_os_str()], &log, &user);
     wait_for_committed(&output, 199, PROCESS_TIMEOUT);
     let letters = wait_for_committed(&dead_letters, 1, PROCESS_TIMEOUT);
     txform.terminate();
@@ -304,10 +315,19 @@ fn secrets_from_env_and_file_never_leak() {
         letters[0].position(),
     ];
     // Proof that the logs were on: librdkafka's SASL debug lines are there.
-    assert!(txform.log().contains("librdkafka: SASL"), "no librdkafka debug lines");
+    assert!(
+        txform.log().contains("librdkafka: SASL"),
+        "no librdkafka debug lines"
+    );
     for (n, output) in outputs.iter().enumerate() {
-        assert!(!output.contains(APP_PASSWORD), "output {n} holds the password");
-        assert!(!output.contains(CLIENT_KEY_PASSWORD), "output {n} holds a key passphrase");
+        assert!(
+            !output.contains(APP_PASSWORD),
+            "output {n} holds the password"
+        );
+        assert!(
+            !output.contains(CLIENT_KEY_PASSWORD),
+            "output {n} holds a key passphrase"
+        );
     }
 }
 
@@ -315,8 +335,14 @@ fn secrets_from_env_and_file_never_leak() {
 fn a_missing_secret_is_a_config_error_at_its_line() {
     let env = SecureEnv::new("sec-nosecret", "app");
     let mut pipeline = env.pipeline(
-        &txform_tests::Topic { name: env.name("in"), partitions: 1 },
-        &txform_tests::Topic { name: env.name("out"), partitions: 1 },
+        &Topic {
+            name: env.name("in"),
+            partitions: 1,
+        },
+        &Topic {
+            name: env.name("out"),
+            partitions: 1,
+        },
     );
     pipeline = pipeline.transform("copy", Plugin::passthrough(), passthrough_config());
     pipeline
@@ -328,7 +354,8 @@ fn a_missing_secret_is_a_config_error_at_its_line() {
         .lines()
         .position(|l| l.starts_with("\"sasl.password\""))
         .expect("the password line");
-    let result = txform_tests::run_command(&["validate".as_ref(), config.as_os_str()], EXIT_TIMEOUT);
+    let result =
+        txform_tests::run_command(&["validate".as_ref(), config.as_os_str()], EXIT_TIMEOUT);
     assert_eq!(result.code(), Some(2));
     assert_eq!(
         result.stderr_lines(),
@@ -358,8 +385,7 @@ fn kill_9_and_restart_over_sasl_ssl_is_exactly_once() {
 
     let mut first = env.env.spawn(&pipeline, "0");
     wait_for_committed(&output, 300, PROCESS_TIMEOUT);
-    let (lso, end) =
-        txform_tests::pause_in_open_transaction(&mut first, &output, PROCESS_TIMEOUT);
+    let (lso, end) = txform_tests::pause_in_open_transaction(&mut first, &output, PROCESS_TIMEOUT);
     first.kill9();
     assert!(
         lso.iter().sum::<i64>() < RECORDS as i64,
@@ -374,10 +400,6 @@ fn kill_9_and_restart_over_sasl_ssl_is_exactly_once() {
 
     let committed = read_topic(&output, Isolation::ReadCommitted);
     txform_tests::assert_exactly_once_by_id(0..RECORDS, &committed, "read_committed output");
-    let expected = by_partition(&produced, PARTITIONS);
-    let actual = by_partition(&committed, PARTITIONS);
-    for p in 0..PARTITIONS as usize {
-        assert_same_content(&expected[p], &actual[p], &format!("output partition {p}"));
-    }
+    assert_same_by_partition(&produced, &committed, PARTITIONS);
     crate::fencing::assert_open_transaction_aborted(&output, &committed, &lso, &end);
 }
