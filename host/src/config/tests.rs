@@ -996,7 +996,7 @@ fn references_in_properties_and_transform_config_are_resolved_and_secret() {
 fn a_secret_valued_key_is_secret_without_a_reference() {
     let text = MINIMAL.replace(
         "\"bootstrap.servers\" = \"broker:9092\"",
-        "\"bootstrap.servers\" = \"localhost:9092\"\n\"sasl.password\" = \"inline\"",
+        "\"bootstrap.servers\" = \"broker:9092\"\n\"sasl.password\" = \"inline\"",
     );
     assert_eq!(parse_ok(&text).secrets.values(), ["inline"]);
 }
@@ -1027,7 +1027,24 @@ fn a_missing_variable_or_file_is_a_problem_at_its_line() {
 fn a_mechanism_the_build_has_is_accepted() {
     let text = MINIMAL.replace(
         "\"bootstrap.servers\" = \"broker:9092\"",
-        "\"bootstrap.servers\" = \"localhost:9092\"\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"SCRAM-SHA-512\"",
+        "\"bootstrap.servers\" = \"broker:9092\"\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"SCRAM-SHA-512\"",
     );
     parse_ok(&text);
+}
+
+#[test]
+fn the_readme_oidc_example_is_valid() {
+    std::env::set_var("TXFORM_TEST_OIDC_SECRET", "oidc-client-secret");
+    let text = MINIMAL.replace(
+        "\"bootstrap.servers\" = \"broker:9092\"",
+        r#""bootstrap.servers" = "broker:9092"
+"security.protocol" = "SASL_SSL"
+"sasl.mechanism" = "OAUTHBEARER"
+"sasl.oauthbearer.method" = "oidc"
+"sasl.oauthbearer.token.endpoint.url" = "https://idp.example.com/oauth2/token"
+"sasl.oauthbearer.client.id" = "orders-pipeline"
+"sasl.oauthbearer.client.secret" = "${env:TXFORM_TEST_OIDC_SECRET}"
+"sasl.oauthbearer.scope" = "kafka""#,
+    );
+    assert_eq!(parse_ok(&text).secrets.values(), ["oidc-client-secret"]);
 }
