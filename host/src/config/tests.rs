@@ -1048,3 +1048,20 @@ fn the_readme_oidc_example_is_valid() {
     );
     assert_eq!(parse_ok(&text).secrets.values(), ["oidc-client-secret"]);
 }
+
+#[test]
+fn a_mechanism_the_build_lacks_is_refused_at_its_line() {
+    // Kerberos is the one SASL mechanism this build leaves out.
+    let text = MINIMAL.replace(
+        "\"bootstrap.servers\" = \"broker:9092\"",
+        "\"bootstrap.servers\" = \"broker:9092\"\n\"sasl.mechanism\" = \"GSSAPI\"",
+    );
+    let found = problems(&text);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with(
+            "pipeline.toml:3: `kafka.common.\"sasl.mechanism\"` = \"GSSAPI\" needs librdkafka feature sasl_gssapi, which this build of txform lacks (builtin.features: "
+        ),
+        "{found:?}"
+    );
+}

@@ -62,6 +62,14 @@ fn scram_sha_512_least_privilege_copies_exactly_once() {
 }
 
 #[test]
+fn sasl_plain_least_privilege_copies_exactly_once() {
+    let env = SecureEnv::new("sec-plain", "app");
+    let mut security = secure::scram("app", APP_PASSWORD);
+    security.insert("sasl.mechanism".into(), Value::String("PLAIN".into()));
+    copies_exactly_once(env, security);
+}
+
+#[test]
 fn mutual_tls_least_privilege_copies_exactly_once() {
     let env = SecureEnv::new("sec-mtls", "mtls-app");
     copies_exactly_once(env, secure::mutual_tls());
