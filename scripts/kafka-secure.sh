@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A secured single-node Kafka for txform's tests: the broker of scripts/kafka.sh with
-#   - SASL_SSL on 127.0.0.1:9392 (SCRAM-SHA-512, SCRAM-SHA-256 and PLAIN),
+#   - SASL_SSL on 127.0.0.1:9392 (SCRAM-SHA-512, SCRAM-SHA-256, PLAIN and OAUTHBEARER with Kafka's
+#     unsecured-JWT validator, for the OIDC test's local token endpoint, kafka/oidc-token-server.py),
 #   - mutual TLS on 127.0.0.1:9394 (client certificates; the principal is the certificate's CN),
 #   - the controller on 9393 (PLAINTEXT, loopback only),
 #   - StandardAuthorizer, nothing allowed without an ACL, super-user `admin`,
@@ -89,10 +90,11 @@ listeners=SASL_SSL://$HOST:$SASL_PORT,SSL://$HOST:$MTLS_PORT,CONTROLLER://$HOST:
 advertised.listeners=SASL_SSL://$HOST:$SASL_PORT,SSL://$HOST:$MTLS_PORT
 listener.security.protocol.map=SASL_SSL:SASL_SSL,SSL:SSL,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=SASL_SSL
-sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN
+sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN,OAUTHBEARER
 sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$ADMIN_PASSWORD";
 listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="admin";
 listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="$ADMIN_PASSWORD" $plain_users;
 ssl.keystore.type=PKCS12
 ssl.keystore.location=$TLS/broker.p12

@@ -11,6 +11,8 @@ command -v cc >/dev/null || missing+=(build-essential)
 command -v make >/dev/null || missing+=(make)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v perl >/dev/null || missing+=(perl)
+# The OIDC test's token endpoint (scripts/kafka/oidc-token-server.py).
+command -v python3 >/dev/null || missing+=(python3)
 command -v javac >/dev/null || missing+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null || missing+=(maven)
 [ -e /usr/include/zlib.h ] || missing+=(zlib1g-dev)
