@@ -25,6 +25,18 @@ fn copy(
     records: u64,
     security: Table,
 ) -> (Topic, Topic, Vec<Record>, PipelineConfig, Txform) {
+    let (input, output, produced, pipeline) = copy_pipeline(env, partitions, records, security);
+    let txform = env.env.spawn(&pipeline, "0");
+    (input, output, produced, pipeline, txform)
+}
+
+/// [`copy`] without starting it.
+fn copy_pipeline(
+    env: &mut SecureEnv,
+    partitions: i32,
+    records: u64,
+    security: Table,
+) -> (Topic, Topic, Vec<Record>, PipelineConfig) {
     let input = env.create_topic("in", partitions);
     let output = env.create_topic("out", partitions);
     let produced = produce(&input, &standard_inputs(records, partitions));
@@ -34,8 +46,7 @@ fn copy(
         passthrough_config(),
     );
     pipeline.common.extend(security);
-    let txform = env.env.spawn(&pipeline, "0");
-    (input, output, produced, pipeline, txform)
+    (input, output, produced, pipeline)
 }
 
 /// Copies [`N`] records as the env's principal with `security` as `[kafka.common]` and checks the
@@ -410,4 +421,114 @@ fn kill_9_and_restart_over_sasl_ssl_is_exactly_once() {
     txform_tests::assert_exactly_once_by_id(0..RECORDS, &committed, "read_committed output");
     assert_same_by_partition(&produced, &committed, PARTITIONS);
     crate::fencing::assert_open_transaction_aborted(&output, &committed, &lso, &end);
+}
+
+/// A local client-credentials token endpoint (scripts/kafka/oidc-token-server.py) issuing
+/// unsecured JWTs for `subject`; killed when dropped.
+struct TokenEndpoint {
+    child: std::process::Child,
+    url: String,
+    /// One line per answered request.
+    log: std::path::PathBuf,
+}
+
+impl TokenEndpoint {
+    fn start(env: &SecureEnv, client_id: &str, client_secret: &str, subject: &str) -> Self {
+        let port_file = env.env.path("token-endpoint.port");
+        let log = env.env.path("token-endpoint.log");
+        let stdout = std::fs::File::create(&log).expect("create the endpoint's log");
+        let script = txform_tests::workspace_dir().join("scripts/kafka/oidc-token-server.py");
+        let child = std::process::Command::new("python3")
+            .arg(script)
+            .arg(&port_file)
+            .args([client_id, client_secret, subject])
+            .stdout(stdout)
+            .spawn()
+            .expect("start python3 (scripts/setup.sh installs it)");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let port = loop {
+            if let Ok(port) = std::fs::read_to_string(&port_file) {
+                break port;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the token endpoint did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        TokenEndpoint {
+            child,
+            url: format!("http://127.0.0.1:{port}/token"),
+            log,
+        }
+    }
+
+    /// The requests answered, in order: `granted` or `refused`.
+    fn answers(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.strip_prefix("token request: "))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for TokenEndpoint {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// OAUTHBEARER with OIDC client credentials: librdkafka fetches a token for `app` from the local
+/// endpoint (which checks the client id and secret) and the broker accepts it; the pipeline copies
+/// exactly once as `app`, and the client secret (from the environment) is in no log line.
+#[test]
+fn oidc_client_credentials_least_privilege_copies_exactly_once() {
+    const CLIENT_SECRET: &str = "oidc-client-secret-2b9e";
+    let mut env = SecureEnv::new("sec-oidc", "app");
+    let endpoint = TokenEndpoint::start(&env, "txform-test", CLIENT_SECRET, "app");
+    let security = txform_tests::table(&[
+        ("security.protocol", "SASL_SSL".into()),
+        ("sasl.mechanism", "OAUTHBEARER".into()),
+        ("sasl.oauthbearer.method", "oidc".into()),
+        (
+            "sasl.oauthbearer.token.endpoint.url",
+            endpoint.url.clone().into(),
+        ),
+        ("sasl.oauthbearer.client.id", "txform-test".into()),
+        (
+            "sasl.oauthbearer.client.secret",
+            "${env:TXFORM_SECURED_OIDC_SECRET}".into(),
+        ),
+        ("ssl.ca.location", secure::tls_file("ca.pem").into()),
+    ]);
+    let (_, output, produced, pipeline) = copy_pipeline(&mut env, PARTITIONS, N, security);
+    let config = env.env.write_pipeline(&pipeline, "pipeline.toml");
+    let log = env.env.path("run.log");
+    let mut txform = Txform::spawn_with_env(
+        "oidc",
+        &["run".as_ref(), config.as_os_str()],
+        &log,
+        &[
+            ("TXFORM_SECURED_OIDC_SECRET", CLIENT_SECRET),
+            ("RUST_LOG", "debug"),
+        ],
+    );
+    wait_for_committed(&output, N as usize, PROCESS_TIMEOUT);
+    txform.terminate();
+    txform.expect_exit_code(0, EXIT_TIMEOUT);
+    let committed = read_topic(&output, Isolation::ReadCommitted);
+    assert_same_by_partition(&produced, &committed, PARTITIONS);
+    assert!(
+        !txform.log().contains(CLIENT_SECRET),
+        "the log holds the client secret"
+    );
+    // Every client (consumer, producer, observer) got its token from the endpoint, none refused.
+    let answers = endpoint.answers();
+    assert!(
+        answers.len() >= 3 && answers.iter().all(|a| a == "granted"),
+        "{answers:?}"
+    );
 }
