@@ -33,6 +33,8 @@
 #   TXFORM_KAFKA_JAVA_OPTS      extra JVM options for the broker
 #   TXFORM_KAFKA_EXTRA_CONFIG   extra server.properties lines (newline separated),
 #                               appended last so they override the defaults
+#   TXFORM_KAFKA_FORMAT_ARGS    extra arguments for the one-time storage format
+#                               (newline separated), e.g. `--add-scram` users
 set -euo pipefail
 
 KAFKA_VERSION=4.1.1
@@ -270,7 +272,9 @@ format_if_needed() {
     local cluster_id t0=$SECONDS
     cluster_id="$(storage_tool random-uuid | tail -n 1 | tr -d '[:space:]')"
     [[ -n "$cluster_id" ]] || die "StorageTool random-uuid printed nothing"
-    storage_tool format --standalone -t "$cluster_id" -c "$CONF" >&2 \
+    local -a format_args=()
+    [[ -n "${TXFORM_KAFKA_FORMAT_ARGS:-}" ]] && mapfile -t format_args <<<"$TXFORM_KAFKA_FORMAT_ARGS"
+    storage_tool format --standalone -t "$cluster_id" -c "$CONF" "${format_args[@]}" >&2 \
         || die "StorageTool format failed (data dir $DATA)"
     echo "$CPORT" >"$PORT_MARKER"
     log "formatted $DATA (cluster.id=$cluster_id) in $((SECONDS - t0))s"

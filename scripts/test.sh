@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: unit tests, integration tests against a real local Kafka broker (which this script
-# starts, assembling it from Maven Central the first time), the exactly-once chaos harness (CI profile,
+# Runs every test: unit tests, integration tests against a real local Kafka broker and a secured one
+# (which this script starts, assembling them from Maven Central the first time), the exactly-once chaos harness (CI profile,
 # on a broker of its own that it kills and restarts) and a smoke run of the benchmark.
 # Usage: scripts/test.sh [cargo test args]
 set -euo pipefail
@@ -8,6 +8,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/kafka.sh start
 export TXFORM_BOOTSTRAP="$(scripts/kafka.sh bootstrap)"
+# The secured broker (SASL_SSL, mutual TLS, ACLs) of the `secured` integration tests.
+scripts/kafka-secure.sh start
 
 # The integration tests run the txform binary and load the plugin libraries, so build them all first.
 cargo build --workspace --locked

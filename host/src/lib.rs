@@ -8,4 +8,5 @@ pub mod log_format;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
+pub mod redact;
 pub mod shutdown;

@@ -12,7 +12,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the logger: `RUST_LOG` filters (default `info`), `format` shapes the lines.
+/// Installs the logger: `RUST_LOG` filters (default `info`), `format` shapes the lines, and every
+/// message passes through `redact` first.
 pub fn init(format: LogFormat) {
     let mut builder =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
@@ -27,12 +28,16 @@ pub fn init(format: LogFormat) {
             writeln!(buf, "{line}")
         });
     }
-    builder.init();
+    let logger = builder.build();
+    log::set_max_level(logger.filter());
+    // Only fails when a logger is installed already, which then keeps logging.
+    let _ = log::set_boxed_logger(Box::new(crate::redact::Redacting(logger)));
 }
 
 /// The message a failed command exits with. Not through `log`: it must reach stderr whatever
 /// `RUST_LOG` says. Text: `txform: ` before each line; JSON: one object (no time, like the text).
 pub fn final_error(format: LogFormat, message: &str) {
+    let message = &*crate::redact::text(message);
     match format {
         LogFormat::Text => {
             for line in message.lines() {

@@ -104,6 +104,7 @@ fn run(command: Command) -> Result<(), (u8, String)> {
                 metrics::server::start(listen, Arc::clone(&metrics), Arc::clone(&stop))
                     .map_err(|e| (EXIT_CONFIG, format!("{}: {e}", config.display())))?;
             }
+            txform::kafka::access::stop_on_refusal(&stop);
             pipeline::run(&pipeline, chain, &stop, metrics)
                 .map_err(|e| (e.exit_code(), e.to_string()))
         }
@@ -115,6 +116,7 @@ fn load(
     instance_id: Option<String>,
 ) -> Result<config::Pipeline, (u8, String)> {
     let pipeline = config::load(path).map_err(|e| (EXIT_CONFIG, e.to_string()))?;
+    txform::redact::hide(&pipeline.secrets);
     Ok(match instance_id {
         Some(id) => pipeline.with_instance_id(id),
         None => pipeline,

@@ -68,6 +68,15 @@ fn show(record: &Record) -> String {
     )
 }
 
+/// [`assert_same_content`] for each of `partitions` partitions of `expected` and `actual`.
+pub fn assert_same_by_partition(expected: &[Record], actual: &[Record], partitions: i32) {
+    let expected = by_partition(expected, partitions);
+    let actual = by_partition(actual, partitions);
+    for p in 0..partitions as usize {
+        assert_same_content(&expected[p], &actual[p], &format!("output partition {p}"));
+    }
+}
+
 /// Asserts that `actual` has exactly the records of `expected`, in the same order, with the same
 /// partition, key, value, headers and timestamp (offsets may differ). `what` names the comparison.
 pub fn assert_same_content(expected: &[Record], actual: &[Record], what: &str) {

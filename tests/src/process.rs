@@ -173,6 +173,16 @@ pub struct Txform {
 impl Txform {
     /// Starts `txform <args>`, logging to `log_path`.
     pub fn spawn(label: &str, args: &[&OsStr], log_path: &Path) -> Txform {
+        Txform::spawn_with_env(label, args, log_path, &[])
+    }
+
+    /// Like [`Txform::spawn`], with extra environment variables (which win over `RUST_LOG`'s).
+    pub fn spawn_with_env(
+        label: &str,
+        args: &[&OsStr],
+        log_path: &Path,
+        env: &[(&str, &str)],
+    ) -> Txform {
         let log =
             File::create(log_path).unwrap_or_else(|e| panic!("create {}: {e}", log_path.display()));
         let log_err = log.try_clone().expect("clone the log file handle");
@@ -185,7 +195,8 @@ impl Txform {
             .stdout(log)
             .stderr(log_err)
             .env("RUST_LOG", rust_log)
-            .env("RUST_LOG_STYLE", "never");
+            .env("RUST_LOG_STYLE", "never")
+            .envs(env.iter().copied());
         die_with_parent(&mut command);
         let child = command
             .spawn()

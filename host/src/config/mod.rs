@@ -13,10 +13,12 @@
 //! renders the problems; `types` holds the public, validated types.
 
 mod error;
+mod features;
 mod librdkafka;
 mod plugin_config;
 mod properties;
 mod schema;
+mod secrets;
 mod topic_name;
 mod types;
 mod validate;
@@ -30,7 +32,7 @@ pub use error::ConfigError;
 pub use topic_name::{topic_name_problem, MAX_TOPIC_NAME_LENGTH};
 pub use types::{
     Batch, ConfiguredTopic, ErrorPolicy, FailureAction, Guarantee, KafkaProperties, LogSettings,
-    MetricsSettings, ParseGuaranteeError, Pipeline, Sink, Source, TopicLines, Transaction,
+    MetricsSettings, ParseGuaranteeError, Pipeline, Secrets, Sink, Source, TopicLines, Transaction,
     TransformSpec,
 };
 

@@ -3,8 +3,10 @@
 //! property is checked by librdkafka, one at a time, so each problem names its own key and line.
 
 use super::error::Problems;
+use super::features;
 use super::librdkafka::property_problem;
 use super::schema::{Properties, RawKafka};
+use super::secrets::{resolve, System};
 use super::types::KafkaProperties;
 
 /// Which client a txform-owned property belongs to.
@@ -54,8 +56,13 @@ const OWNED: &[(&str, Role, &str)] = &[
     ),
 ];
 
-/// Checks the three property tables.
-pub(super) fn kafka(raw: RawKafka, problems: &mut Problems<'_>) -> KafkaProperties {
+/// Checks the three property tables, resolving `${...}` references in values; every value that is
+/// secret (by its key, or because a reference produced it) is added to `secrets`.
+pub(super) fn kafka(
+    raw: RawKafka,
+    problems: &mut Problems<'_>,
+    secrets: &mut Vec<String>,
+) -> KafkaProperties {
     let empty = || Properties(Vec::new());
     KafkaProperties {
         common: properties(
@@ -63,18 +70,21 @@ pub(super) fn kafka(raw: RawKafka, problems: &mut Problems<'_>) -> KafkaProperti
             raw.common.0,
             &[Role::Consumer, Role::Producer],
             problems,
+            secrets,
         ),
         consumer: properties(
             "consumer",
             raw.consumer.unwrap_or_else(empty),
             &[Role::Consumer],
             problems,
+            secrets,
         ),
         producer: properties(
             "producer",
             raw.producer.unwrap_or_else(empty),
             &[Role::Producer],
             problems,
+            secrets,
         ),
     }
 }
@@ -86,10 +96,27 @@ fn properties(
     raw: Properties,
     roles: &[Role],
     problems: &mut Problems<'_>,
+    secrets: &mut Vec<String>,
 ) -> Vec<(String, String)> {
     let mut properties = Vec::with_capacity(raw.0.len());
     for property in raw.0 {
         let key = property.key.get_ref();
+        let value = match resolve(&property.value, &System) {
+            Ok(resolved) => {
+                secrets.extend(resolved.secrets);
+                resolved.value
+            }
+            Err(problem) => {
+                problems.at(
+                    property.key.span(),
+                    format!("`kafka.{table}.\"{key}\"` {problem}"),
+                );
+                continue;
+            }
+        };
+        if KafkaProperties::is_secret(key) {
+            secrets.push(value.clone());
+        }
         let owned = OWNED
             .iter()
             .find(|(name, role, _)| name == key && roles.contains(role));
@@ -98,18 +125,20 @@ fn properties(
                 property.key.span(),
                 format!("`kafka.{table}.\"{key}\"` is managed by txform: {hint}"),
             );
-        } else if key == "bootstrap.servers" && property.value.trim().is_empty() {
+        } else if key == "bootstrap.servers" && value.trim().is_empty() {
             problems.at(
                 property.key.span(),
                 format!("`kafka.{table}.\"{key}\"` must not be empty"),
             );
-        } else if let Some(problem) = property_problem(key, &property.value) {
+        } else if let Some(problem) = property_problem(key, &value)
+            .or_else(|| features::missing(key, &value, features::builtin()))
+        {
             problems.at(
                 property.key.span(),
                 format!("`kafka.{table}.\"{key}\"` {problem}"),
             );
         }
-        properties.push((property.key.into_inner(), property.value));
+        properties.push((property.key.into_inner(), value));
     }
     properties
 }

@@ -95,7 +95,8 @@ impl Table for RawKafka {
 pub(super) struct RawProperty {
     /// The key and where it is, for refusing properties txform owns.
     pub key: Spanned<String>,
-    /// The value converted to the string librdkafka takes.
+    /// The value converted to the string librdkafka takes, before its `${...}` references are
+    /// resolved.
     pub value: String,
 }
 

@@ -27,6 +27,35 @@ pub struct Pipeline {
     pub transforms: Vec<TransformSpec>,
     /// Where the topics were written, for problems the cluster reports later.
     pub topic_lines: TopicLines,
+    /// Values that must never be shown (see [`Secrets`]).
+    pub secrets: Secrets,
+}
+
+/// Every secret value of a pipeline: the values of secret-looking librdkafka properties
+/// ([`KafkaProperties::is_secret`]) and whatever a `${env:...}` or `${file:...}` reference produced.
+/// The host removes them from every line it writes (`crate::redact`).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secrets(Vec<String>);
+
+impl Secrets {
+    /// Longest first, so that a secret containing another is hidden whole; empty values, which
+    /// would match everywhere, are dropped.
+    pub fn new(mut values: Vec<String>) -> Self {
+        values.retain(|value| !value.is_empty());
+        values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        values.dedup();
+        Secrets(values)
+    }
+
+    pub fn values(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secrets({} hidden)", self.0.len())
+    }
 }
 
 impl Pipeline {

@@ -20,8 +20,8 @@ use super::schema::{
 };
 use super::topic_name::topic_name_problem;
 use super::types::{
-    Batch, ErrorPolicy, FailureAction, LogSettings, MetricsSettings, Pipeline, Sink, Source,
-    TopicLines, Transaction, TransformSpec,
+    Batch, ErrorPolicy, FailureAction, LogSettings, MetricsSettings, Pipeline, Secrets, Sink,
+    Source, TopicLines, Transaction, TransformSpec,
 };
 
 /// Checks `raw` and builds the pipeline; the result is meaningful only if no problem was recorded.
@@ -33,7 +33,8 @@ pub(super) fn pipeline(
     base_dir: &Path,
     problems: &mut Problems<'_>,
 ) -> Option<Pipeline> {
-    let kafka = raw.kafka.map(|raw| kafka(raw.0, problems));
+    let mut secrets = Vec::new();
+    let kafka = raw.kafka.map(|raw| kafka(raw.0, problems, &mut secrets));
     let (source, source_lines) = raw.source.map(|raw| source(raw.0, problems)).unzip();
     let (sink, sink_line) = raw
         .sink
@@ -51,7 +52,7 @@ pub(super) fn pipeline(
     let metrics = metrics(raw.metrics.map(|raw| raw.0), problems);
     let transforms = raw
         .transform
-        .map(|raw| transforms(raw.0, base_dir, problems));
+        .map(|raw| transforms(raw.0, base_dir, problems, &mut secrets));
 
     // A missing table has no line of its own; toml itself blames line 1 for such keys.
     let required = [
@@ -85,6 +86,7 @@ pub(super) fn pipeline(
             sink: sink_line?,
             dead_letter: dead_letter_line,
         },
+        secrets: Secrets::new(secrets),
     })
 }
 
@@ -422,6 +424,7 @@ fn transforms(
     raw: Vec<Spanned<RawTransform>>,
     base_dir: &Path,
     problems: &mut Problems<'_>,
+    secrets: &mut Vec<String>,
 ) -> Vec<TransformSpec> {
     let mut specs = Vec::with_capacity(raw.len());
     // Name -> line of the transform that took it first.
@@ -462,7 +465,7 @@ fn transforms(
             taken.insert(name.clone(), line);
         }
         let config_json = match raw.config {
-            Some(table) => config_json(table, &name, line, problems),
+            Some(table) => config_json(table, &name, line, problems, secrets),
             None => "{}".to_owned(),
         };
         specs.push(TransformSpec {

@@ -30,6 +30,7 @@ pub struct ClientLog {
 impl ClientLog {
     /// For a client context's `error` callback.
     pub fn error(&self, error: KafkaError, reason: &str) {
+        super::access::observe(error.rdkafka_error_code(), reason);
         let kind = match error.rdkafka_error_code() {
             Some(code) => format!("error {code:?}"),
             None => "error".to_string(),
@@ -46,7 +47,10 @@ impl ClientLog {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
             | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => log::Level::Error,
+            | RDKafkaLogLevel::Error => {
+                super::access::observe(None, message);
+                log::Level::Error
+            }
             RDKafkaLogLevel::Warning => log::Level::Warn,
             RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => log::Level::Info,
             RDKafkaLogLevel::Debug => {

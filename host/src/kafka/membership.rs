@@ -20,6 +20,7 @@ use rdkafka::bindings;
 use rdkafka::client::{Client, ClientContext};
 use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext};
 use rdkafka::error::KafkaResult;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::TopicPartitionList;
 
 use super::incarnation::Incarnation;
@@ -235,6 +236,37 @@ pub fn ask<C: ClientContext>(
             return None;
         }
     }
+}
+
+/// Refuses to start when the cluster will not let this principal use the group: a consumer
+/// without Read on its group never joins, and librdkafka reports that only inside `poll`, which
+/// start-up must not call on the pipeline's consumer (a rebalance or a record would be served
+/// there), so the wait for membership would last for ever. The observer asks for the group's
+/// committed offsets of one source partition instead (its coordinator lookup needs the same ACL)
+/// and is polled for the refusal: it is subscribed to nothing, so only errors come. Any other
+/// answer, including none, lets start-up go on.
+pub fn check_group_access<C: ConsumerContext>(
+    observer: &BaseConsumer<C>,
+    group: &str,
+    topic: &str,
+) -> Result<(), String> {
+    let mut partition = TopicPartitionList::new();
+    partition.add_partition(topic, 0);
+    if observer
+        .committed_offsets(partition, DESCRIBE_TIMEOUT)
+        .is_ok()
+    {
+        return Ok(());
+    }
+    while let Some(Err(error)) = observer.poll(Duration::ZERO) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::GroupAuthorizationFailed) {
+            return Err(format!(
+                "consumer group {group:?} (`source.group_id`) cannot be used: the cluster refuses \
+                 it to this client ({error}); grant its principal Read on the group"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Waits until the group lists `consumer` as a member, so that every older holder of the id that

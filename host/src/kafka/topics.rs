@@ -162,6 +162,10 @@ pub fn check_topics_at_startup(
                 return Ok(true);
             }
             Err(error @ TopicsError::Unreachable { .. }) => {
+                // A consumer's error callback runs only inside `poll`: serve it, so a refusal of
+                // this client's credentials or of the broker's certificate stops the instance
+                // (`kafka::access`). The client is subscribed to nothing, so no record comes.
+                let _ = consumer.poll(Duration::ZERO);
                 if reported.elapsed() >= UNREACHABLE_REPORT_EVERY {
                     reported = Instant::now();
                     log::warn!(
@@ -180,10 +184,15 @@ const UNREACHABLE_REPORT_EVERY: Duration = Duration::from_secs(10);
 /// How long one round of the start-up check may wait for the cluster before a stop is looked at.
 const STOP_CHECK_EVERY: Duration = Duration::from_secs(3);
 
-/// `file:line: key "topic" problem`.
+/// `file:line: key "topic" problem`, and for a refused description the ACL the pipeline needs.
 fn refusal(pipeline: &Pipeline, topic: &ConfiguredTopic<'_>, problem: &TopicProblem) -> String {
+    let needed = match (problem, topic.key) {
+        (TopicProblem::Unauthorised { .. }, "source.topics") => " (ACL: Read on the topic)",
+        (TopicProblem::Unauthorised { .. }, _) => " (ACL: Write on the topic)",
+        _ => "",
+    };
     format!(
-        "{}: `{}` {problem}",
+        "{}: `{}` {problem}{needed}",
         pipeline.location(topic.line),
         topic.key
     )

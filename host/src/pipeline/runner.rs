@@ -154,6 +154,23 @@ const REJOIN_WINDOW: Duration = Duration::from_secs(600);
 /// Runs the pipeline until `stop` is set (clean exit) or an error ends it.
 pub fn run(
     pipeline: &Pipeline,
+    chain: Chain,
+    stop: &AtomicBool,
+    metrics: Arc<Metrics>,
+) -> Result<(), RunError> {
+    let result = run_until_stopped(pipeline, chain, stop, Arc::clone(&metrics));
+    // Refused credentials or certificates stop the instance like a signal; say so.
+    match (result, crate::kafka::access::refused()) {
+        (Ok(()), Some(why)) => {
+            metrics.health.fatal();
+            Err(RunError::Fatal(why.to_owned()))
+        }
+        (result, _) => result,
+    }
+}
+
+fn run_until_stopped(
+    pipeline: &Pipeline,
     mut chain: Chain,
     stop: &AtomicBool,
     metrics: Arc<Metrics>,
@@ -177,6 +194,10 @@ pub fn run(
         .map_err(RunError::Startup)?
     {
         return Ok(());
+    }
+    if let Some(topic) = pipeline.source.topics.first() {
+        membership::check_group_access(&observer, &pipeline.source.group_id, topic)
+            .map_err(|e| RunError::Startup(anyhow::anyhow!(e)))?;
     }
     let mut stats = Stats::new(pipeline.log.stats_interval, Arc::clone(&metrics));
     let fenced = |answer| {

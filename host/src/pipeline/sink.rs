@@ -131,7 +131,8 @@ pub fn produce_dead_letter(
             value: value.map(str::as_bytes),
         });
     };
-    add("txform.error", Some(&cause.error));
+    let error = crate::redact::text(&cause.error);
+    add("txform.error", Some(&error));
     add("txform.stage", Some(&cause.stage));
     add("txform.plugin", Some(&cause.plugin));
     add("txform.plugin.version", Some(&cause.version));

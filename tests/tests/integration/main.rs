@@ -22,6 +22,7 @@ mod metrics;
 mod missing_topics;
 mod plugin_failure;
 mod round_trip;
+mod secured;
 mod stop;
 mod survival;
 mod transient;
