@@ -204,7 +204,11 @@ mod tests {
             assert_eq!(txn(true, true, true, code), ErrorClass::Fatal, "{code:?}");
         }
         for code in FENCING.into_iter().chain(OTHERS) {
-            assert_eq!(txn(true, false, false, code), ErrorClass::Fenced, "{code:?}");
+            assert_eq!(
+                txn(true, false, false, code),
+                ErrorClass::Fenced,
+                "{code:?}"
+            );
         }
         // Not fatal: "requires abort" wins over "retriable"; neither means abort too.
         let code = Code::OperationTimedOut;
@@ -254,7 +258,10 @@ mod tests {
             }
         }
         // No code at all: abort and retry.
-        assert_eq!(classify(&KafkaError::NoMessageReceived), ErrorClass::Abortable);
+        assert_eq!(
+            classify(&KafkaError::NoMessageReceived),
+            ErrorClass::Abortable
+        );
     }
 
     #[test]
@@ -268,7 +275,10 @@ mod tests {
             Code::ClusterAuthorizationFailed,
             Code::TopicAuthorizationFailed,
         ] {
-            assert!(fatal_hint(code).starts_with(" (not authorised: "), "{code:?}");
+            assert!(
+                fatal_hint(code).starts_with(" (not authorised: "),
+                "{code:?}"
+            );
         }
         for code in FENCING.into_iter().chain(OTHERS) {
             assert_eq!(fatal_hint(code), "", "{code:?}");

@@ -613,7 +613,10 @@ mod tests {
         let file = dir.join("pause");
         let mut f = fault(json!({ "pause_file": file, "keep_partition": false }));
         // No file: the call goes straight through.
-        assert_eq!(values(&run(&mut f, &batch(&ABC[..1])).unwrap()), [(0, "a".to_string())]);
+        assert_eq!(
+            values(&run(&mut f, &batch(&ABC[..1])).unwrap()),
+            [(0, "a".to_string())]
+        );
         std::fs::write(&file, b"").unwrap();
         let remover = {
             let file = file.clone();
@@ -626,7 +629,10 @@ mod tests {
         let out = run(&mut f, &batch(&ABC[..1])).unwrap();
         let held = started.elapsed();
         remover.join().unwrap();
-        assert!(held >= std::time::Duration::from_millis(100), "held {held:?}");
+        assert!(
+            held >= std::time::Duration::from_millis(100),
+            "held {held:?}"
+        );
         assert!(held < PAUSE_LIMIT, "held {held:?}");
         assert_eq!(values(&out), [(0, "a".to_string())]);
         std::fs::remove_dir_all(dir).unwrap();
