@@ -457,8 +457,10 @@ mod tests {
         chain.run(&batch)
     }
 
-    /// (source index, value, topic, partition, timestamp) of every output.
-    fn outputs(out: &ChainOutput) -> Vec<(u32, String, Option<String>, Option<i32>, Option<i64>)> {
+    /// (source index, value, topic, partition, timestamp) of an output.
+    type Routed = (u32, String, Option<String>, Option<i32>, Option<i64>);
+
+    fn outputs(out: &ChainOutput) -> Vec<Routed> {
         out.records
             .iter()
             .map(|r| {
