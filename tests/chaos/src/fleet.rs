@@ -49,7 +49,8 @@ pub struct Fleet {
     pub kills_in_transaction: u32,
     pub terms: u32,
     pub anomalies: Vec<Anomaly>,
-    /// While this file exists the pipeline's fault stage holds every call (see `pipeline.rs`).
+    /// While this file names a process, the pipeline's fault stage holds that process's calls (see
+    /// `pipeline.rs`).
     pause_file: PathBuf,
 }
 
@@ -101,17 +102,19 @@ impl Fleet {
         }
     }
 
-    /// Holds every instance's next transform call (the pause file), waits until instance `id` says
-    /// one of its calls is held, SIGKILLs it there and lets the others go on once it is reaped. An
-    /// instance that is not held within [`PAUSE_WAIT`] (no records to copy) is killed anyway, and
-    /// the kill is not counted as inside a transaction.
+    /// Holds instance `id`'s next transform call (the pause file names its pid; the others go on),
+    /// waits until it says the call is held, SIGKILLs it there and removes the file once it is
+    /// reaped. An instance that is not held within [`PAUSE_WAIT`] (no records to copy) is killed
+    /// anyway, and the kill is not counted as inside a transaction.
     fn kill_inside_transaction(&mut self, id: &str) -> Result<ExitStatus> {
         self.kills += 1;
         let file = self.pause_file.clone();
-        let pause = Pause::hold(&file)?;
-        let held = match self.running.get_mut(id) {
-            Some(process) => wait_held(process),
-            None => false,
+        let (pause, held) = match self.running.get_mut(id) {
+            Some(process) => {
+                let pause = Pause::hold(&file, process.pid())?;
+                (Some(pause), wait_held(process))
+            }
+            None => (None, false),
         };
         if let Some(process) = self.running.get_mut(id) {
             send(process, libc::SIGKILL);
@@ -260,13 +263,14 @@ fn wait_held(process: &mut Txform) -> bool {
     false
 }
 
-/// The pause file while it exists; removed when dropped, so an early return cannot leave every
-/// instance held.
+/// The pause file while it names a process; removed when dropped, so an early return cannot leave
+/// the instance held.
 struct Pause<'a>(&'a Path);
 
 impl<'a> Pause<'a> {
-    fn hold(file: &'a Path) -> Result<Pause<'a>> {
-        std::fs::write(file, b"").with_context(|| format!("create {}", file.display()))?;
+    fn hold(file: &'a Path, pid: u32) -> Result<Pause<'a>> {
+        std::fs::write(file, pid.to_string())
+            .with_context(|| format!("write {}", file.display()))?;
         Ok(Pause(file))
     }
 }

@@ -11,7 +11,7 @@ use crate::profile::Profile;
 
 /// The pipeline of every instance: passthrough keeping the partition, then one fault stage that
 /// returns errors and one that panics, each in a share of batches. The error stage also holds its
-/// calls while `pause_file` exists, so the harness can SIGKILL an instance inside an open
+/// calls of the process `pause_file` names, so the harness can SIGKILL an instance inside an open
 /// transaction (see `Fleet::stop`).
 pub fn pipeline(
     profile: &Profile,
