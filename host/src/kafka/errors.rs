@@ -68,11 +68,12 @@ pub fn fatal_hint(code: RDKafkaErrorCode) -> &'static str {
 /// Classifies an error returned by a transactional call, a send or a consumer poll.
 pub fn classify(error: &KafkaError) -> ErrorClass {
     match error {
-        KafkaError::Transaction(e) if e.is_fatal() && is_final(e.code()) => ErrorClass::Fatal,
-        KafkaError::Transaction(e) if e.is_fatal() => ErrorClass::Fenced,
-        KafkaError::Transaction(e) if e.txn_requires_abort() => ErrorClass::Abortable,
-        KafkaError::Transaction(e) if e.is_retriable() => ErrorClass::Retriable,
-        KafkaError::Transaction(_) => ErrorClass::Abortable,
+        KafkaError::Transaction(e) => classify_transaction(TxnError {
+            fatal: e.is_fatal(),
+            requires_abort: e.txn_requires_abort(),
+            retriable: e.is_retriable(),
+            code: e.code(),
+        }),
         KafkaError::MessageConsumptionFatal(code) if is_fencing(*code) => ErrorClass::Fenced,
         KafkaError::MessageConsumptionFatal(_) => ErrorClass::Fatal,
         other => match other.rdkafka_error_code() {
@@ -84,6 +85,32 @@ pub fn classify(error: &KafkaError) -> ErrorClass {
             | Some(RDKafkaErrorCode::QueueFull) => ErrorClass::Retriable,
             _ => ErrorClass::Abortable,
         },
+    }
+}
+
+/// What a transactional call's error says about itself (`RDKafkaError` has no public constructor,
+/// so the decision is made on these to be testable).
+#[derive(Debug, Clone, Copy)]
+struct TxnError {
+    fatal: bool,
+    requires_abort: bool,
+    retriable: bool,
+    code: RDKafkaErrorCode,
+}
+
+/// A fatal error is final or cured by new clients; otherwise abort unless a plain retry will do.
+fn classify_transaction(e: TxnError) -> ErrorClass {
+    match e {
+        TxnError { fatal: true, .. } if is_final(e.code) => ErrorClass::Fatal,
+        TxnError { fatal: true, .. } => ErrorClass::Fenced,
+        TxnError {
+            requires_abort: true,
+            ..
+        } => ErrorClass::Abortable,
+        TxnError {
+            retriable: true, ..
+        } => ErrorClass::Retriable,
+        _ => ErrorClass::Abortable,
     }
 }
 
@@ -116,5 +143,145 @@ pub fn refine<C: rdkafka::ClientContext>(
             Some(format!("{reason}{}", fatal_hint(code))),
         ),
         (class, _) => (class, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::error::RDKafkaErrorCode as Code;
+
+    const FENCING: [Code; 4] = [
+        Code::ProducerFenced,
+        Code::Fenced,
+        Code::InvalidProducerEpoch,
+        Code::FencedInstanceId,
+    ];
+    const FINAL: [Code; 7] = [
+        Code::TransactionalIdAuthorizationFailed,
+        Code::ClusterAuthorizationFailed,
+        Code::GroupAuthorizationFailed,
+        Code::TopicAuthorizationFailed,
+        Code::UnsupportedVersion,
+        Code::InvalidTransactionTimeout,
+        Code::UnsupportedForMessageFormat,
+    ];
+    /// Codes that are neither fencing nor final.
+    const OTHERS: [Code; 5] = [
+        Code::InvalidTransactionalState,
+        Code::OperationTimedOut,
+        Code::NotCoordinator,
+        Code::MessageSizeTooLarge,
+        Code::Fatal,
+    ];
+
+    fn txn(fatal: bool, requires_abort: bool, retriable: bool, code: Code) -> ErrorClass {
+        classify_transaction(TxnError {
+            fatal,
+            requires_abort,
+            retriable,
+            code,
+        })
+    }
+
+    #[test]
+    fn fencing_and_final_codes_are_exactly_these() {
+        for code in FENCING {
+            assert!(is_fencing(code) && !is_final(code), "{code:?}");
+        }
+        for code in FINAL {
+            assert!(is_final(code) && !is_fencing(code), "{code:?}");
+        }
+        for code in OTHERS {
+            assert!(!is_final(code) && !is_fencing(code), "{code:?}");
+        }
+    }
+
+    #[test]
+    fn transactional_errors_by_their_flags() {
+        // Fatal: final codes stop the instance, every other one is cured by new clients.
+        for code in FINAL {
+            assert_eq!(txn(true, true, true, code), ErrorClass::Fatal, "{code:?}");
+        }
+        for code in FENCING.into_iter().chain(OTHERS) {
+            assert_eq!(
+                txn(true, false, false, code),
+                ErrorClass::Fenced,
+                "{code:?}"
+            );
+        }
+        // Not fatal: "requires abort" wins over "retriable"; neither means abort too.
+        let code = Code::OperationTimedOut;
+        assert_eq!(txn(false, true, true, code), ErrorClass::Abortable);
+        assert_eq!(txn(false, false, true, code), ErrorClass::Retriable);
+        assert_eq!(txn(false, false, false, code), ErrorClass::Abortable);
+        // A final code that is not fatal is just abortable.
+        assert_eq!(
+            txn(false, true, false, Code::TopicAuthorizationFailed),
+            ErrorClass::Abortable
+        );
+    }
+
+    #[test]
+    fn consumer_fatal_errors_are_fences_only_for_fencing_codes() {
+        for code in FENCING {
+            let error = KafkaError::MessageConsumptionFatal(code);
+            assert_eq!(classify(&error), ErrorClass::Fenced, "{code:?}");
+        }
+        for code in FINAL.into_iter().chain(OTHERS) {
+            let error = KafkaError::MessageConsumptionFatal(code);
+            assert_eq!(classify(&error), ErrorClass::Fatal, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn other_errors_by_their_code() {
+        let cases = [
+            (Code::ProducerFenced, ErrorClass::Fenced),
+            (Code::FencedInstanceId, ErrorClass::Fenced),
+            (Code::Fatal, ErrorClass::Fatal),
+            (Code::TransactionalIdAuthorizationFailed, ErrorClass::Fatal),
+            (Code::OperationTimedOut, ErrorClass::Retriable),
+            (Code::RequestTimedOut, ErrorClass::Retriable),
+            (Code::QueueFull, ErrorClass::Retriable),
+            (Code::MessageSizeTooLarge, ErrorClass::Abortable),
+            (Code::TopicAuthorizationFailed, ErrorClass::Abortable),
+            (Code::UnknownTopicOrPartition, ErrorClass::Abortable),
+        ];
+        for (code, class) in cases {
+            for error in [
+                KafkaError::MessageProduction(code),
+                KafkaError::ConsumerCommit(code),
+                KafkaError::Flush(code),
+            ] {
+                assert_eq!(classify(&error), class, "{error:?}");
+            }
+        }
+        // No code at all: abort and retry.
+        assert_eq!(
+            classify(&KafkaError::NoMessageReceived),
+            ErrorClass::Abortable
+        );
+    }
+
+    #[test]
+    fn authorisation_failures_name_the_missing_permission() {
+        assert_eq!(
+            fatal_hint(Code::GroupAuthorizationFailed),
+            " (not authorised: the principal needs Read on the consumer group)"
+        );
+        for code in [
+            Code::TransactionalIdAuthorizationFailed,
+            Code::ClusterAuthorizationFailed,
+            Code::TopicAuthorizationFailed,
+        ] {
+            assert!(
+                fatal_hint(code).starts_with(" (not authorised: "),
+                "{code:?}"
+            );
+        }
+        for code in FENCING.into_iter().chain(OTHERS) {
+            assert_eq!(fatal_hint(code), "", "{code:?}");
+        }
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! A batch holds the librdkafka messages themselves (zero copy); plugins get [`Record`] views of them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -46,6 +46,30 @@ fn seek(consumer: &Consumer, targets: BTreeMap<(&str, i32), i64>) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// Where to seek after a rebalance dropped a batch spanning `spans`. Partitions still owned go back
+/// to their first dropped record. Revoked ones are left alone: they restart from their committed
+/// offset if they come back (not from what we held: another member may have committed past it),
+/// except that `fresh` (partition, offset), fetched after the callback, already moved its partition
+/// past itself, so its partition goes back to it (or to the dropped records before it).
+fn rebalance_targets<'a>(
+    spans: BTreeMap<(&'a str, i32), Span>,
+    revoked: &HashSet<(String, i32)>,
+    fresh: Option<((&'a str, i32), i64)>,
+) -> BTreeMap<(&'a str, i32), i64> {
+    let mut targets: BTreeMap<(&str, i32), i64> = spans
+        .into_iter()
+        .filter(|((topic, partition), _)| !revoked.contains(&(topic.to_string(), *partition)))
+        .map(|(partition, span)| (partition, span.first))
+        .collect();
+    if let Some((partition, offset)) = fresh {
+        targets
+            .entry(partition)
+            .and_modify(|first| *first = (*first).min(offset))
+            .or_insert(offset);
+    }
+    targets
 }
 
 /// Why a batch could not be collected.
@@ -205,25 +229,15 @@ impl<'c> Batch<'c> {
         seek(self.consumer, targets)
     }
 
-    /// Drops the batch after a rebalance seen by the poll that returned `fresh`. Partitions still
-    /// owned are sought back to the first dropped record. Revoked ones restart from their committed
-    /// offset if they come back (not from what we held: another member may have committed past it),
-    /// except that `fresh`, fetched after the callback, already moved its partition past itself.
+    /// Drops the batch after a rebalance seen by the poll that returned `fresh`; see
+    /// [`rebalance_targets`].
     fn rewind_after_rebalance(&self, fresh: Option<&BorrowedMessage<'_>>) -> Result<(), String> {
         let revoked = self.consumer.context().take_revoked();
-        let mut targets: BTreeMap<(&str, i32), i64> = self
-            .spans(self.all())
-            .into_iter()
-            .filter(|((topic, partition), _)| !revoked.contains(&(topic.to_string(), *partition)))
-            .map(|(partition, span)| (partition, span.first))
-            .collect();
-        if let Some(m) = fresh {
-            targets
-                .entry((m.topic(), m.partition()))
-                .and_modify(|first| *first = (*first).min(m.offset()))
-                .or_insert(m.offset());
-        }
-        seek(self.consumer, targets)
+        let fresh = fresh.map(|m| ((m.topic(), m.partition()), m.offset()));
+        seek(
+            self.consumer,
+            rebalance_targets(self.spans(self.all()), &revoked, fresh),
+        )
     }
 
     /// Calls `f` with zero-copy record views of the batch.
@@ -272,5 +286,50 @@ impl<'c> Batch<'c> {
     /// The source message at `index`, for attributing outputs and failures.
     pub fn message(&self, index: usize) -> Option<&BorrowedMessage<'c>> {
         self.messages.get(index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(first: i64, last: i64) -> Span {
+        Span { first, last }
+    }
+
+    #[test]
+    fn owned_partitions_go_back_to_their_first_dropped_record_revoked_ones_stay() {
+        let spans = BTreeMap::from([
+            (("a", 0), span(10, 14)),
+            (("a", 1), span(3, 3)),
+            (("b", 0), span(7, 9)),
+        ]);
+        let revoked = HashSet::from([("a".to_string(), 1), ("b".to_string(), 5)]);
+        assert_eq!(
+            rebalance_targets(spans, &revoked, None),
+            BTreeMap::from([(("a", 0), 10), (("b", 0), 7)])
+        );
+    }
+
+    #[test]
+    fn the_message_fetched_after_the_rebalance_is_fetched_again() {
+        let spans = BTreeMap::from([(("a", 0), span(10, 14)), (("a", 1), span(3, 5))]);
+        let none = HashSet::new();
+        // Of a partition with no dropped records (newly assigned, or revoked and back): itself.
+        assert_eq!(
+            rebalance_targets(spans.clone(), &none, Some((("a", 2), 40))),
+            BTreeMap::from([(("a", 0), 10), (("a", 1), 3), (("a", 2), 40)])
+        );
+        // After dropped records of its partition: the first of those.
+        assert_eq!(
+            rebalance_targets(spans.clone(), &none, Some((("a", 0), 15))),
+            BTreeMap::from([(("a", 0), 10), (("a", 1), 3)])
+        );
+        // Of a revoked partition that came back: only itself, never what was dropped of it.
+        let revoked = HashSet::from([("a".to_string(), 0)]);
+        assert_eq!(
+            rebalance_targets(spans, &revoked, Some((("a", 0), 12))),
+            BTreeMap::from([(("a", 0), 12), (("a", 1), 3)])
+        );
     }
 }

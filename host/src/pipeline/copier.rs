@@ -113,7 +113,7 @@ impl<'a> Copier<'a> {
             self.stats.batch(batch.all().len());
             let delay = match self.copy(&batch) {
                 Next::Committed => {
-                    self.streak.committed(&batch);
+                    self.streak.committed(batch.spans(batch.all()));
                     continue;
                 }
                 Next::Retry(delay) => delay,
@@ -174,7 +174,7 @@ impl<'a> Copier<'a> {
                 Failure::Fenced(message) => return Next::End(End::Fenced(message)),
                 Failure::Fatal(message) => return Next::End(End::Failed(RunError::Fatal(message))),
             };
-            let (failures, since) = self.streak.record_failure(batch);
+            let (failures, since) = self.streak.record_failure(batch.spans(batch.all()));
             let out_of_time = policy.max_retry_time.is_some_and(|t| since.elapsed() >= t);
             if failures <= policy.max_retries && !out_of_time {
                 if let Err(message) = batch.rewind_from(0) {

@@ -61,25 +61,10 @@ pub fn produce_outputs(
     records: &[OutRecord],
     missing: &mut dyn FnMut(&str) -> Option<String>,
 ) -> Result<(), ProduceFailure> {
-    // Every plugin-chosen topic is checked before anything is sent, so a bad one fails the attempt
-    // without leaving aborted records in the log.
-    for record in records {
-        if let Some(topic) = record.topic.as_ref().into_option() {
-            if let Some(problem) = topic_name_problem(topic).or_else(|| missing(topic)) {
-                return Err(ProduceFailure::BadTopic {
-                    record: first + record.input as usize,
-                    topic: topic.to_string(),
-                    problem,
-                });
-            }
-        }
-    }
+    check_topics(records, first, missing)?;
     for record in records {
         let source = first + record.input as usize;
-        let topic = match record.topic.as_ref().into_option() {
-            None => default_topic,
-            Some(topic) => topic.as_str(),
-        };
+        let (topic, partition) = route(record, default_topic);
         let mut message = BaseRecord::with_opaque_to(topic, source);
         // Most records carry no headers; skip allocating librdkafka's header list for them.
         if !record.headers.is_empty() {
@@ -91,7 +76,7 @@ pub fn produce_outputs(
         if let Some(value) = record.value.as_ref().into_option() {
             message = message.payload(value.as_slice());
         }
-        if let Some(partition) = record.partition.into_option() {
+        if let Some(partition) = partition {
             message = message.partition(partition);
         }
         if let Some(timestamp) = record.timestamp.into_option() {
@@ -100,6 +85,37 @@ pub fn produce_outputs(
         send(producer, message)?;
     }
     Ok(())
+}
+
+/// Checks every plugin-chosen topic before anything is sent, so a bad one fails the attempt without
+/// leaving aborted records in the log. `missing` says why a topic the cluster lacks cannot be used.
+fn check_topics(
+    records: &[OutRecord],
+    first: usize,
+    missing: &mut dyn FnMut(&str) -> Option<String>,
+) -> Result<(), ProduceFailure> {
+    for record in records {
+        if let Some(topic) = record.topic.as_ref().into_option() {
+            if let Some(problem) = topic_name_problem(topic).or_else(|| missing(topic)) {
+                return Err(ProduceFailure::BadTopic {
+                    record: first + record.input as usize,
+                    topic: topic.to_string(),
+                    problem,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The topic and partition of an output: the plugin's choice, else the sink topic and the
+/// producer's partitioner (by key).
+fn route<'r>(record: &'r OutRecord, default_topic: &'r str) -> (&'r str, Option<i32>) {
+    let topic = match record.topic.as_ref().into_option() {
+        None => default_topic,
+        Some(topic) => topic.as_str(),
+    };
+    (topic, record.partition.into_option())
 }
 
 /// Writes the source record at `index` unchanged (key, value, headers) to `topic`, plus `txform.*`
@@ -117,30 +133,17 @@ pub fn produce_dead_letter(
     };
     // A copy of the source's header list keeps every name's bytes (rust-rdkafka's header
     // accessors would panic on a name that is not UTF-8).
-    let mut headers = source
+    let headers = source
         .headers()
         .map(BorrowedHeaders::detach)
         .unwrap_or_default();
-    let partition = source.partition().to_string();
-    let offset = source.offset().to_string();
-    let timestamp = source.timestamp().to_millis().map(|t| t.to_string());
-    let attempts = attempts.to_string();
-    let mut add = |key: &str, value: Option<&str>| {
-        headers = std::mem::take(&mut headers).insert(KafkaHeader {
-            key,
-            value: value.map(str::as_bytes),
-        });
+    let origin = Origin {
+        topic: source.topic(),
+        partition: source.partition(),
+        offset: source.offset(),
+        timestamp: source.timestamp().to_millis(),
     };
-    let error = crate::redact::text(&cause.error);
-    add("txform.error", Some(&error));
-    add("txform.stage", Some(&cause.stage));
-    add("txform.plugin", Some(&cause.plugin));
-    add("txform.plugin.version", Some(&cause.version));
-    add("txform.source.topic", Some(source.topic()));
-    add("txform.source.partition", Some(&partition));
-    add("txform.source.offset", Some(&offset));
-    add("txform.source.timestamp", timestamp.as_deref());
-    add("txform.attempts", Some(&attempts));
+    let headers = dead_letter_headers(headers, cause, &origin, attempts);
     let mut message: BaseRecord<'_, [u8], [u8], usize> =
         BaseRecord::with_opaque_to(topic, index).headers(headers);
     if let Some(key) = source.key() {
@@ -153,6 +156,47 @@ pub fn produce_dead_letter(
         message = message.timestamp(timestamp);
     }
     send(producer, message)
+}
+
+/// Where a dead-lettered record came from.
+struct Origin<'a> {
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+    timestamp: Option<i64>,
+}
+
+/// The source's `headers` followed by the `txform.*` headers saying why the record was set aside,
+/// after how many attempts, and where it came from (`txform.source.timestamp` null without one).
+fn dead_letter_headers(
+    mut headers: OwnedHeaders,
+    cause: &Cause,
+    origin: &Origin<'_>,
+    attempts: u32,
+) -> OwnedHeaders {
+    let partition = origin.partition.to_string();
+    let offset = origin.offset.to_string();
+    let timestamp = origin.timestamp.map(|t| t.to_string());
+    let attempts = attempts.to_string();
+    // The error text may quote a configuration value; secrets never reach a dead-letter header.
+    let error = crate::redact::text(&cause.error);
+    for (key, value) in [
+        ("txform.error", Some(error.as_ref())),
+        ("txform.stage", Some(&cause.stage)),
+        ("txform.plugin", Some(&cause.plugin)),
+        ("txform.plugin.version", Some(&cause.version)),
+        ("txform.source.topic", Some(origin.topic)),
+        ("txform.source.partition", Some(&partition)),
+        ("txform.source.offset", Some(&offset)),
+        ("txform.source.timestamp", timestamp.as_deref()),
+        ("txform.attempts", Some(&attempts)),
+    ] {
+        headers = headers.insert(KafkaHeader {
+            key,
+            value: value.map(str::as_bytes),
+        });
+    }
+    headers
 }
 
 /// How long a full queue waits for a delivery report before trying again.
@@ -245,6 +289,131 @@ mod tests {
              ASCII letters, digits, '.', '_' and '-'"
         );
         assert_eq!(failure.record(), 3);
+    }
+
+    fn routed(topic: Option<&str>, partition: Option<i32>, input: u32) -> OutRecord {
+        let mut record = OutRecord::new("v");
+        record.input = input;
+        if let Some(topic) = topic {
+            record = record.with_topic(topic);
+        }
+        if let Some(partition) = partition {
+            record = record.with_partition(partition);
+        }
+        record
+    }
+
+    #[test]
+    fn outputs_go_where_the_plugin_chose_else_to_the_sink_topic() {
+        let outputs = [
+            routed(None, None, 0),
+            routed(None, Some(3), 0),
+            routed(Some("elsewhere"), None, 1),
+            routed(Some("elsewhere"), Some(0), 1),
+        ];
+        let routes: Vec<(&str, Option<i32>)> = outputs.iter().map(|r| route(r, "sink")).collect();
+        assert_eq!(
+            routes,
+            [
+                ("sink", None),
+                ("sink", Some(3)),
+                ("elsewhere", None),
+                ("elsewhere", Some(0))
+            ]
+        );
+    }
+
+    #[test]
+    fn plugin_chosen_topics_are_checked_by_name_then_by_existence() {
+        let mut asked = Vec::new();
+        let mut missing = |topic: &str| {
+            asked.push(topic.to_string());
+            (topic == "gone").then(|| "does not exist".to_string())
+        };
+        let fine = [routed(None, None, 0), routed(Some("there"), None, 1)];
+        assert!(check_topics(&fine, 10, &mut missing).is_ok());
+        // The first bad one is named, with the batch index of its source record (10 + input).
+        let bad = [
+            routed(Some("there"), None, 0),
+            routed(Some("gone"), None, 2),
+            routed(Some("bad name"), None, 3),
+        ];
+        match check_topics(&bad, 10, &mut missing) {
+            Err(ProduceFailure::BadTopic {
+                record,
+                topic,
+                problem,
+            }) => assert_eq!(
+                (record, topic.as_str(), problem.as_str()),
+                (12, "gone", "does not exist")
+            ),
+            other => panic!("{other:?}"),
+        }
+        let named = [routed(Some("bad name"), None, 4)];
+        match check_topics(&named, 0, &mut missing) {
+            Err(failure @ ProduceFailure::BadTopic { .. }) => {
+                assert_eq!(failure.record(), 4);
+                assert!(failure
+                    .to_string()
+                    .starts_with("output topic \"bad name\" contains ' '"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // An invalid name is refused without asking the cluster.
+        assert_eq!(asked, ["there", "there", "gone"]);
+    }
+
+    #[test]
+    fn dead_letter_headers_keep_the_sources_and_add_why_and_where() {
+        let source = headers::insert(OwnedHeaders::new(), b"trace\xff", Some(b"1"));
+        let source = headers::insert(source, b"empty", None);
+        let cause = Cause {
+            stage: "parse".into(),
+            plugin: "json".into(),
+            version: "2.0.0".into(),
+            error: "bad json".into(),
+        };
+        let origin = Origin {
+            topic: "in",
+            partition: 4,
+            offset: 1234,
+            timestamp: Some(1_700_000_000_000),
+        };
+        let all = |headers: &OwnedHeaders| -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+            headers::owned(headers)
+                .map(|h| (h.key.to_vec(), h.value.map(<[u8]>::to_vec)))
+                .collect()
+        };
+        let h = |key: &str, value: &str| (key.as_bytes().to_vec(), Some(value.as_bytes().to_vec()));
+        let with = dead_letter_headers(source, &cause, &origin, 21);
+        let mut expected = vec![
+            (b"trace\xff".to_vec(), Some(b"1".to_vec())),
+            (b"empty".to_vec(), None),
+            h("txform.error", "bad json"),
+            h("txform.stage", "parse"),
+            h("txform.plugin", "json"),
+            h("txform.plugin.version", "2.0.0"),
+            h("txform.source.topic", "in"),
+            h("txform.source.partition", "4"),
+            h("txform.source.offset", "1234"),
+            h("txform.source.timestamp", "1700000000000"),
+            h("txform.attempts", "21"),
+        ];
+        assert_eq!(all(&with), expected);
+        // No source timestamp: the header is there, null.
+        let without = dead_letter_headers(
+            OwnedHeaders::new(),
+            &cause,
+            &Origin {
+                timestamp: None,
+                ..origin
+            },
+            1,
+        );
+        expected.drain(..2);
+        expected[7] = (b"txform.source.timestamp".to_vec(), None);
+        expected[8] = h("txform.attempts", "1");
+        assert_eq!(all(&without), expected);
     }
 
     fn raw<'a>(key: &'a [u8]) -> (RawHeader<'a>, bool) {

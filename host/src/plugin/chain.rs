@@ -102,23 +102,15 @@ impl Chain {
                 name: spec.name.clone(),
                 source,
             })?;
-            let info = module.info();
-            let instance =
-                create(module, &spec.config_json).map_err(|error| ChainError::Create {
+            let stage = Stage::new(&spec.name, module, &spec.config_json).map_err(|error| {
+                ChainError::Create {
                     location: location(spec.line),
                     name: spec.name.clone(),
-                    plugin: format!("{} {}", info.name, info.version),
+                    plugin: format!("{} {}", module.info().name, module.info().version),
                     error,
-                })?;
-            stages.push(Stage {
-                name: spec.name.clone(),
-                info,
-                module,
-                config_json: spec.config_json.clone(),
-                instance,
-                poisoned: false,
-                timer: None,
-            });
+                }
+            })?;
+            stages.push(stage);
         }
         Ok(Chain {
             stages,
@@ -238,6 +230,19 @@ impl Drop for Chain {
 }
 
 impl Stage {
+    /// Creates the first instance of `module` from its configuration.
+    fn new(name: &str, module: PluginModRef, config_json: &str) -> Result<Stage, CallError> {
+        Ok(Stage {
+            name: name.to_string(),
+            info: module.info(),
+            module,
+            config_json: config_json.to_string(),
+            instance: create(module, config_json)?,
+            poisoned: false,
+            timer: None,
+        })
+    }
+
     fn call(&mut self, batch: &[Record<'_>], out: &mut Output) -> Result<(), StageFailure> {
         out.clear();
         let started = Instant::now();
@@ -358,6 +363,255 @@ fn option_slice(bytes: &ROption<RVec<u8>>) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize;
+    use serde_json::json;
+    use txform_plugin_api::{Transform, TransformError};
+
+    /// An in-process test transform (built into a module the way `export_transform!` does, guard
+    /// included) that does what its configuration lists: each `emit` is one output attributed to
+    /// input `input`, its value the input's value (if that input exists) + "/tag@offset".
+    struct Script(ScriptConfig);
+
+    #[derive(Deserialize)]
+    struct ScriptConfig {
+        #[serde(default)]
+        emit: Vec<Emit>,
+        #[serde(default)]
+        reject: Vec<(usize, String)>,
+    }
+
+    #[derive(Deserialize)]
+    struct Emit {
+        input: usize,
+        tag: String,
+        topic: Option<String>,
+        partition: Option<i32>,
+        timestamp: Option<i64>,
+    }
+
+    impl Transform for Script {
+        type Config = ScriptConfig;
+
+        fn new(config: ScriptConfig) -> Result<Self, TransformError> {
+            Ok(Script(config))
+        }
+
+        fn transform(
+            &mut self,
+            batch: &[Record<'_>],
+            out: &mut Output,
+        ) -> Result<(), TransformError> {
+            for e in &self.0.emit {
+                let mut record = match batch.get(e.input) {
+                    Some(r) => {
+                        let value = String::from_utf8_lossy(r.value().unwrap_or_default());
+                        let tagged = format!("{value}/{}@{}", e.tag, r.offset());
+                        OutRecord::from_input(r).with_value(tagged)
+                    }
+                    None => OutRecord::new(e.tag.clone()),
+                };
+                if let Some(topic) = &e.topic {
+                    record = record.with_topic(topic.clone());
+                }
+                if let Some(partition) = e.partition {
+                    record = record.with_partition(partition);
+                }
+                if let Some(timestamp) = e.timestamp {
+                    record = record.with_timestamp(timestamp);
+                }
+                out.emit(e.input, record);
+            }
+            for (input, reason) in &self.0.reject {
+                out.reject(*input, reason.clone());
+            }
+            Ok(())
+        }
+    }
+
+    fn chain(stages: &[(&str, serde_json::Value)]) -> Chain {
+        let module = txform_plugin_api::__private::build_module::<Script>(PluginInfo::new(
+            "script", "0.3.1",
+        ));
+        let stages = stages
+            .iter()
+            .map(|(name, config)| Stage::new(name, module, &config.to_string()))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        Chain {
+            stages,
+            output: Output::new(),
+        }
+    }
+
+    /// Source records at offsets 10, 11, 12 with values r0, r1, r2 and timestamps 1000 + i.
+    fn run(chain: &mut Chain) -> Result<ChainOutput, StageFailure> {
+        let values = [b"r0", b"r1", b"r2"];
+        let batch: Vec<Record<'_>> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let i = i as i64;
+                Record::new("in", 3, 10 + i, Some(1000 + i), None, Some(&v[..]), &[])
+            })
+            .collect();
+        chain.run(&batch)
+    }
+
+    /// (source index, value, topic, partition, timestamp) of an output.
+    type Routed = (u32, String, Option<String>, Option<i32>, Option<i64>);
+
+    fn outputs(out: &ChainOutput) -> Vec<Routed> {
+        out.records
+            .iter()
+            .map(|r| {
+                (
+                    r.input,
+                    String::from_utf8_lossy(option_slice(&r.value).unwrap_or_default())
+                        .into_owned(),
+                    r.topic.as_ref().map(|t| t.to_string()).into_option(),
+                    r.partition.into_option(),
+                    r.timestamp.into_option(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn outputs_and_rejections_of_later_stages_are_attributed_to_source_records() {
+        let mut chain = chain(&[
+            (
+                "one",
+                json!({
+                    "emit": [
+                        { "input": 2, "tag": "a", "topic": "t1", "partition": 4, "timestamp": 77 },
+                        { "input": 0, "tag": "b" },
+                        { "input": 0, "tag": "c" },
+                    ],
+                    "reject": [[1, "one refuses r1"]],
+                }),
+            ),
+            // Its inputs: 0 = r2/a, 1 = r0/b, 2 = r0/c.
+            (
+                "two",
+                json!({
+                    "emit": [
+                        { "input": 2, "tag": "x" },
+                        { "input": 0, "tag": "y", "partition": 5 },
+                        { "input": 0, "tag": "z", "topic": "t2" },
+                    ],
+                    "reject": [[1, "two refuses r0/b"]],
+                }),
+            ),
+            // Its inputs: 0 = r0/c/x, 1 = r2/a/y, 2 = r2/a/z.
+            (
+                "three",
+                json!({
+                    "emit": [{ "input": 1, "tag": "w" }, { "input": 2, "tag": "v" }],
+                    "reject": [[0, "three refuses r0/c/x"]],
+                }),
+            ),
+        ]);
+        let out = run(&mut chain).unwrap();
+        assert_eq!(
+            outputs(&out),
+            [
+                // Route: a later stage's choice wins, an unset one inherits; the plugin-set
+                // timestamp of stage one travels on, seen by later stages as the record's.
+                (
+                    2,
+                    "r2/a@12/y@12/w@12".into(),
+                    Some("t1".into()),
+                    Some(5),
+                    Some(77)
+                ),
+                (
+                    2,
+                    "r2/a@12/z@12/v@12".into(),
+                    Some("t2".into()),
+                    Some(4),
+                    Some(77)
+                ),
+            ]
+        );
+        let rejected: Vec<(usize, &str, &str, &[String])> = out
+            .rejected
+            .iter()
+            .map(|r| {
+                (
+                    r.input,
+                    r.stage.as_str(),
+                    r.reason.as_str(),
+                    r.also.as_slice(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rejected,
+            [
+                (1, "one", "one refuses r1", &[][..]),
+                (
+                    0,
+                    "two",
+                    "two refuses r0/b",
+                    &["transform `three` (script 0.3.1): three refuses r0/c/x".to_string()][..]
+                ),
+            ]
+        );
+        assert!(out
+            .rejected
+            .iter()
+            .all(|r| (r.plugin.as_str(), r.version.as_str()) == ("script", "0.3.1")));
+    }
+
+    #[test]
+    fn the_first_stage_keeps_source_timestamps_and_indices() {
+        let mut chain = chain(&[(
+            "only",
+            json!({ "emit": [{ "input": 1, "tag": "p" }, { "input": 1, "tag": "q" }] }),
+        )]);
+        assert_eq!(
+            outputs(&run(&mut chain).unwrap()),
+            [
+                (1, "r1/p@11".into(), None, None, Some(1001)),
+                (1, "r1/q@11".into(), None, None, Some(1001)),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_index_past_the_stages_own_input_fails_the_call() {
+        // Stage one has 3 inputs, stage two 2 (stage one's outputs): index 2 is out of range
+        // there although the batch has 3 records.
+        let two = json!({ "emit": [{ "input": 0, "tag": "a" }, { "input": 2, "tag": "b" }] });
+        for (stage, config, index, len) in [
+            ("one", json!({ "emit": [{ "input": 3, "tag": "a" }] }), 3, 3),
+            ("one", json!({ "reject": [[7, "no"]] }), 7, 3),
+            ("two", two, 2, 2),
+            ("two", json!({ "reject": [[2, "no"]] }), 2, 2),
+        ] {
+            let first = json!({ "emit": [{ "input": 0, "tag": "a" }, { "input": 1, "tag": "b" }] });
+            let stages = match stage {
+                "one" => vec![("one", config)],
+                _ => vec![("one", first), ("two", config)],
+            };
+            let mut chain = chain(&stages);
+            let failure = run(&mut chain).unwrap_err();
+            assert_eq!(
+                failure.to_string(),
+                format!(
+                    "transform `{stage}` (script 0.3.1) attributed an output or \
+                     rejection to input {index} of a batch of {len}"
+                )
+            );
+            assert!(!failure.error.panicked);
+        }
+    }
+
+    #[test]
+    fn an_empty_chain_outputs_nothing() {
+        let out = run(&mut chain(&[])).unwrap();
+        assert_eq!((out.records.len(), out.rejected.len()), (0, 0));
+    }
 
     fn rejected(input: usize, stage: &str, reason: &str) -> Rejected {
         Rejected {

@@ -5,7 +5,8 @@
 //! ([`Output::reject`], handled by the host's error policy). It can also misbehave in ways the host must
 //! survive: route chosen records to any topic name (`routes`, e.g. one Kafka refuses), emit every
 //! record several times (`copies`), panic when an instance is dropped (`panic_in_drop`) and take
-//! long over every call (`delay_ms`).
+//! long over every call (`delay_ms`), or hold its calls while a file names its process (`pause_file`,
+//! so a test knows a transaction is open when it acts).
 //!
 //! ```text
 //! batch ─▶ batch_probability draw ──hit──▶ fail the whole batch (error | panic)
@@ -43,6 +44,7 @@
 //! copies = 1                                        # emit every copied record this many times (default 1)
 //! panic_in_drop = false                             # panic when the instance is dropped (default false)
 //! delay_ms = 30000                                  # sleep this long in every call, after a line on stderr
+//! pause_file = "/tmp/pause"                         # while it holds this process's id, hold calls (<= 30 s)
 //! ```
 //!
 //! # Process-wide state
@@ -94,7 +96,19 @@ pub struct Config {
     /// Sleep this long at the start of every call (a slow transform, keeping a transaction open),
     /// after writing `fault: sleeping <N> ms in a call` to stderr so tests know the call began.
     pub delay_ms: Option<u64>,
+    /// While this file exists and holds this process's id (decimal), every call waits at its start
+    /// (re-checking every 10 ms, for at most [`PAUSE_LIMIT`]) after writing `fault: paused in a
+    /// call (pid <pid>)` to stderr: the host calls transforms inside the open transaction, so a test
+    /// that sees the line knows one is open. Other processes sharing the configuration go on.
+    pub pause_file: Option<std::path::PathBuf>,
 }
+
+/// The longest a call waits for `pause_file` to release it, so a file left behind cannot hang a
+/// process.
+pub const PAUSE_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How often a paused call looks whether `pause_file` still holds it.
+const PAUSE_CHECK: std::time::Duration = std::time::Duration::from_millis(10);
 
 fn default_keep_partition() -> bool {
     true
@@ -143,6 +157,7 @@ pub struct Fault {
     copies: u32,
     panic_in_drop: bool,
     delay: Option<std::time::Duration>,
+    pause_file: Option<std::path::PathBuf>,
     shared: Arc<Shared>,
 }
 
@@ -197,6 +212,7 @@ impl Transform for Fault {
             copies: config.copies.unwrap_or(1),
             panic_in_drop: config.panic_in_drop,
             delay: config.delay_ms.map(std::time::Duration::from_millis),
+            pause_file: config.pause_file,
             shared,
         })
     }
@@ -205,6 +221,9 @@ impl Transform for Fault {
         if let Some(delay) = self.delay {
             eprintln!("fault: sleeping {} ms in a call", delay.as_millis());
             std::thread::sleep(delay);
+        }
+        if let Some(file) = &self.pause_file {
+            pause_while_named(file);
         }
         if let (Some(probability), Some(first)) = (self.batch_probability, batch.first()) {
             // Draw for every batch, so the sequence of draws does not depend on `times`.
@@ -299,6 +318,21 @@ impl Fault {
     }
 }
 
+/// Holds the call while `file` names this process (see [`Config::pause_file`]); says so once on
+/// stderr.
+fn pause_while_named(file: &std::path::Path) {
+    let me = std::process::id().to_string();
+    let named = || std::fs::read_to_string(file).is_ok_and(|pid| pid.trim() == me);
+    if !named() {
+        return;
+    }
+    eprintln!("fault: paused in a call (pid {me})");
+    let deadline = std::time::Instant::now() + PAUSE_LIMIT;
+    while named() && std::time::Instant::now() < deadline {
+        std::thread::sleep(PAUSE_CHECK);
+    }
+}
+
 fn validate(config: &Config) -> Result<(), TransformError> {
     let conditions = config.value_contains.is_some()
         || config.key_equals.is_some()
@@ -307,7 +341,8 @@ fn validate(config: &Config) -> Result<(), TransformError> {
     let misbehaviours = config.routes.is_some()
         || config.copies.is_some()
         || config.panic_in_drop
-        || config.delay_ms.is_some();
+        || config.delay_ms.is_some()
+        || config.pause_file.is_some();
     match (conditions, config.action) {
         (true, None) => {
             return Err(
@@ -326,7 +361,7 @@ fn validate(config: &Config) -> Result<(), TransformError> {
         (false, None) if !misbehaviours => {
             return Err(
                 "no fault: set at least one of value_contains, key_equals, offsets, \
-                        batch_probability, routes, copies, panic_in_drop or delay_ms"
+                        batch_probability, routes, copies, panic_in_drop, delay_ms or pause_file"
                     .into(),
             );
         }
@@ -574,6 +609,42 @@ mod tests {
             assert!(started.elapsed() >= std::time::Duration::from_millis(50));
             assert_eq!(values(&out), [(0, "a".to_string())]);
         }
+    }
+
+    #[test]
+    fn pause_file_holds_calls_of_the_process_it_names_until_removed() {
+        let dir = std::env::temp_dir().join(format!("txform-fault-pause-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pause");
+        let mut f = fault(json!({ "pause_file": file, "keep_partition": false }));
+        let quick = |f: &mut Fault| {
+            let started = std::time::Instant::now();
+            assert_eq!(
+                values(&run(f, &batch(&ABC[..1])).unwrap()),
+                [(0, "a".to_string())]
+            );
+            started.elapsed()
+        };
+        // No file, or one naming another process: the call goes straight through.
+        assert!(quick(&mut f) < std::time::Duration::from_secs(5));
+        std::fs::write(&file, "1").unwrap();
+        assert!(quick(&mut f) < std::time::Duration::from_secs(5));
+        std::fs::write(&file, format!("{}\n", std::process::id())).unwrap();
+        let remover = {
+            let file = file.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                std::fs::remove_file(file).unwrap();
+            })
+        };
+        let held = quick(&mut f);
+        remover.join().unwrap();
+        assert!(
+            held >= std::time::Duration::from_millis(100),
+            "held {held:?}"
+        );
+        assert!(held < PAUSE_LIMIT, "held {held:?}");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
@@ -876,7 +947,7 @@ mod tests {
             ),
             (
                 json!({}),
-                "no fault: set at least one of value_contains, key_equals, offsets, batch_probability, routes, copies, panic_in_drop or delay_ms",
+                "no fault: set at least one of value_contains, key_equals, offsets, batch_probability, routes, copies, panic_in_drop, delay_ms or pause_file",
             ),
             (
                 json!({ "value_contains": "x" }),

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 use txform_tests::{describe_status, Txform};
 
 use crate::profile::Signal;
@@ -19,6 +19,12 @@ use crate::profile::Signal;
 const TERM_TIMEOUT: Duration = Duration::from_secs(45);
 /// How long a new instance may take to join and say "txform running".
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a SIGKILL waits for its instance to be held in a transform call. Below the fault
+/// plugin's `PAUSE_LIMIT` (30 s from the call's start, which is after the wait began), so a call
+/// seen held is still held when the signal arrives.
+const PAUSE_WAIT: Duration = Duration::from_secs(20);
+/// What the fault plugin writes to stderr when it holds a call (see its `pause_file`).
+const PAUSED: &str = "fault: paused in a call";
 
 /// Something an instance did that it should not have.
 #[derive(Debug, Clone)]
@@ -38,20 +44,28 @@ pub struct Fleet {
     /// Processes started per instance id (a restart is a new process and a new log file).
     starts: BTreeMap<String, u32>,
     pub kills: u32,
+    /// SIGKILLs that landed while their instance was held in a transform call: the host calls
+    /// transforms only between `begin_transaction` and the commit, so inside an open transaction.
+    pub kills_in_transaction: u32,
     pub terms: u32,
     pub anomalies: Vec<Anomaly>,
+    /// While this file names a process, the pipeline's fault stage holds that process's calls (see
+    /// `pipeline.rs`).
+    pause_file: PathBuf,
 }
 
 impl Fleet {
-    pub fn new(config: &Path, log_dir: &Path) -> Fleet {
+    pub fn new(config: &Path, log_dir: &Path, pause_file: &Path) -> Fleet {
         Fleet {
             config: config.to_path_buf(),
             log_dir: log_dir.to_path_buf(),
             running: BTreeMap::new(),
             starts: BTreeMap::new(),
             kills: 0,
+            kills_in_transaction: 0,
             terms: 0,
             anomalies: Vec::new(),
+            pause_file: pause_file.to_path_buf(),
         }
     }
 
@@ -76,13 +90,41 @@ impl Fleet {
     }
 
     /// Stops instance `id` with `signal` and reaps it. A SIGTERMed instance must exit with code 0
-    /// within [`TERM_TIMEOUT`]; otherwise it is killed and the anomaly recorded.
+    /// within [`TERM_TIMEOUT`]; otherwise it is killed and the anomaly recorded. A SIGKILL is sent
+    /// while the instance is held in a transform call, so it lands inside an open transaction.
     pub fn stop(&mut self, id: &str, signal: Signal) -> Result<ExitStatus> {
         match signal {
-            Signal::Kill => self.kills += 1,
-            Signal::Term => self.terms += 1,
+            Signal::Kill => self.kill_inside_transaction(id),
+            Signal::Term => {
+                self.terms += 1;
+                self.reap(id, signal, true)
+            }
         }
-        self.reap(id, signal, true)
+    }
+
+    /// Holds instance `id`'s next transform call (the pause file names its pid; the others go on),
+    /// waits until it says the call is held, SIGKILLs it there and removes the file once it is
+    /// reaped. An instance that is not held within [`PAUSE_WAIT`] (no records to copy) is killed
+    /// anyway, and the kill is not counted as inside a transaction.
+    fn kill_inside_transaction(&mut self, id: &str) -> Result<ExitStatus> {
+        self.kills += 1;
+        let file = self.pause_file.clone();
+        let (pause, held) = match self.running.get_mut(id) {
+            Some(process) => {
+                let pause = Pause::hold(&file, process.pid())?;
+                (Some(pause), wait_held(process))
+            }
+            None => (None, false),
+        };
+        if let Some(process) = self.running.get_mut(id) {
+            send(process, libc::SIGKILL);
+        }
+        let status = self.reap(id, Signal::Kill, false);
+        drop(pause);
+        if held {
+            self.kills_in_transaction += 1;
+        }
+        status
     }
 
     /// Waits for instance `id` to end after `signal` (sent here if `send_it`).
@@ -205,6 +247,39 @@ fn wait_started(process: &mut Txform) {
             return;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits (up to [`PAUSE_WAIT`]) until `process` writes one more [`PAUSED`] line than it had.
+fn wait_held(process: &mut Txform) -> bool {
+    let before = process.log_lines(PAUSED).len();
+    let deadline = Instant::now() + PAUSE_WAIT;
+    while Instant::now() < deadline && process.try_exit().is_none() {
+        if process.log_lines(PAUSED).len() > before {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+/// The pause file while it names a process; removed when dropped, so an early return cannot leave
+/// the instance held.
+struct Pause<'a>(&'a Path);
+
+impl<'a> Pause<'a> {
+    fn hold(file: &'a Path, pid: u32) -> Result<Pause<'a>> {
+        std::fs::write(file, pid.to_string())
+            .with_context(|| format!("write {}", file.display()))?;
+        Ok(Pause(file))
+    }
+}
+
+impl Drop for Pause<'_> {
+    fn drop(&mut self) {
+        if let Err(error) = std::fs::remove_file(self.0) {
+            eprintln!("txform-chaos: remove {}: {error}", self.0.display());
+        }
     }
 }
 

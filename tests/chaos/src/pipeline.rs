@@ -1,5 +1,7 @@
 //! The pipeline file every instance of a run shares.
 
+use std::path::Path;
+
 use anyhow::Result;
 use toml::Value;
 use txform_tests::{passthrough_config, table, unique_name, PipelineConfig, Plugin, Topic};
@@ -8,8 +10,15 @@ use crate::catch;
 use crate::profile::Profile;
 
 /// The pipeline of every instance: passthrough keeping the partition, then one fault stage that
-/// returns errors and one that panics, each in a share of batches.
-pub fn pipeline(profile: &Profile, input: &Topic, output: &Topic) -> Result<PipelineConfig> {
+/// returns errors and one that panics, each in a share of batches. The error stage also holds its
+/// calls of the process `pause_file` names, so the harness can SIGKILL an instance inside an open
+/// transaction (see `Fleet::stop`).
+pub fn pipeline(
+    profile: &Profile,
+    input: &Topic,
+    output: &Topic,
+    pause_file: &Path,
+) -> Result<PipelineConfig> {
     let fault = |action: &str, probability: f64, seed: i64| {
         table(&[
             ("action", Value::String(action.to_string())),
@@ -36,11 +45,14 @@ pub fn pipeline(profile: &Profile, input: &Topic, output: &Topic) -> Result<Pipe
         // partitions alternates between them (see seed.rs).
         .consumer_property("max.partition.fetch.bytes", 16_384)
         .transform("copy", Plugin::passthrough(), passthrough_config())
-        .transform(
-            "fault-error",
-            Plugin::fault(),
-            fault("error", profile.error_probability, 1),
-        )
+        .transform("fault-error", Plugin::fault(), {
+            let mut config = fault("error", profile.error_probability, 1);
+            config.insert(
+                "pause_file".to_string(),
+                Value::String(pause_file.display().to_string()),
+            );
+            config
+        })
         .transform(
             "fault-panic",
             Plugin::fault(),

@@ -8,7 +8,8 @@ use crate::run::Report;
 use crate::verify::Verdict;
 
 /// The faults the profile injects that the run never saw fire: a run in which no transaction was
-/// aborted, no plugin panicked or no SIGKILL was sent passed without meeting the fault.
+/// aborted, no plugin panicked or no SIGKILL landed inside an open transaction passed without meeting
+/// the fault (a SIGKILL between transactions leaves nothing for the successor to abort).
 pub fn unfired(report: &Report) -> Vec<&'static str> {
     let expected = report.expected;
     [
@@ -21,8 +22,8 @@ pub fn unfired(report: &Report) -> Vec<&'static str> {
             "no plugin panic was caught",
         ),
         (
-            expected.kills && report.kills == 0,
-            "no instance was killed with SIGKILL",
+            expected.kills && report.kills_in_transaction == 0,
+            "no SIGKILL landed inside an open transaction",
         ),
     ]
     .into_iter()
@@ -109,7 +110,7 @@ pub fn print(name: &str, report: &Report, strict: bool) -> bool {
     };
     println!(
         "txform-chaos summary: profile={name} records_in={} records_out={} duplicates={} missing={} \
-         order_violations={} unexpected={} altered={} concurrent_reader={} instance_kills={} (SIGKILL {}, SIGTERM {}) \
+         order_violations={} unexpected={} altered={} concurrent_reader={} instance_kills={} (SIGKILL {}, {} inside a transaction, SIGTERM {}) \
          broker_restarts={} aborted_transactions={} panics={} transactions={} unexpected_instance_exits={unexpected_exits} \
          anomalies={} worst_recovery={worst} copy_time={} duration={:.0}s result={}",
         report.records_in,
@@ -126,6 +127,7 @@ pub fn print(name: &str, report: &Report, strict: bool) -> bool {
         },
         report.kills + report.terms,
         report.kills,
+        report.kills_in_transaction,
         report.terms,
         report.broker_restarts,
         report.aborts,
@@ -146,11 +148,12 @@ mod tests {
     use super::*;
     use crate::run::Expected;
 
-    fn report(aborts: u64, panics: u64, kills: u32) -> Report {
+    fn report(aborts: u64, panics: u64, kills_in_transaction: u32) -> Report {
         Report {
             aborts,
             panics,
-            kills,
+            kills: 1,
+            kills_in_transaction,
             expected: Expected {
                 aborts: true,
                 panics: true,
@@ -168,7 +171,7 @@ mod tests {
             [
                 "no transaction was aborted",
                 "no plugin panic was caught",
-                "no instance was killed with SIGKILL"
+                "no SIGKILL landed inside an open transaction"
             ]
         );
         assert_eq!(unfired(&report(5, 0, 1)), ["no plugin panic was caught"]);

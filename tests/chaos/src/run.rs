@@ -40,6 +40,8 @@ pub struct Report {
     pub concurrent: Option<Verdict>,
     pub faults: Vec<Fault>,
     pub kills: u32,
+    /// SIGKILLs sent while the instance was held in a transform call, i.e. inside an open transaction.
+    pub kills_in_transaction: u32,
     pub terms: u32,
     pub broker_restarts: u32,
     pub aborts: u64,
@@ -148,14 +150,15 @@ fn execute(profile: &Profile, setup: &Setup, started: Instant, report: &mut Repo
         ),
     );
 
-    let pipeline = pipeline(profile, &input, &output)?;
+    let pause_file = setup.run_dir.join("pause-calls");
+    let pipeline = pipeline(profile, &input, &output, &pause_file)?;
     let config = setup.run_dir.join("pipeline.toml");
     std::fs::write(&config, pipeline.to_toml())
         .with_context(|| format!("write {}", config.display()))?;
 
     let mut watcher = Watcher::start(&setup.run_dir, &input.name);
     let reader = Concurrent::start(&output.name, profile.partitions);
-    let mut fleet = Fleet::new(&config, &setup.run_dir);
+    let mut fleet = Fleet::new(&config, &setup.run_dir, &pause_file);
     let copy_started = Instant::now();
     for instance in 0..profile.instances {
         fleet.start(&instance.to_string())?;
@@ -185,6 +188,7 @@ fn execute(profile: &Profile, setup: &Setup, started: Instant, report: &mut Repo
     report.faults = std::mem::take(&mut driver.faults);
     report.broker_restarts = driver.counts.broker_restarts;
     report.kills = fleet.kills;
+    report.kills_in_transaction = fleet.kills_in_transaction;
     report.terms = fleet.terms;
     report.anomalies = fleet.anomalies.clone();
     // Also for a failed run: the totals the logs show so far.
