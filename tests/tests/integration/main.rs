@@ -24,6 +24,7 @@ mod plugin_failure;
 mod round_trip;
 mod stop;
 mod survival;
+mod topology;
 mod transient;
 mod zombie;
 
