@@ -197,7 +197,7 @@ fn attempts_in_line(txform: &Txform, prefix: &str) -> (u32, String) {
 }
 
 /// Asserts the one log line containing `needle` ends with `expected` (the part after the log prefix).
-fn assert_line_ends_with(txform: &Txform, needle: &str, expected: &str) {
+pub(crate) fn assert_line_ends_with(txform: &Txform, needle: &str, expected: &str) {
     let lines = txform.log_lines(needle);
     assert_eq!(lines.len(), 1, "one {needle:?} line: {lines:#?}");
     assert!(
