@@ -21,6 +21,7 @@ mod kill_restart;
 mod metrics;
 mod missing_topics;
 mod plugin_failure;
+mod rebalance;
 mod reject;
 mod round_trip;
 mod stop;
