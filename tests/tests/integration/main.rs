@@ -20,6 +20,7 @@ mod harness;
 mod kill_restart;
 mod metrics;
 mod missing_topics;
+mod out_of_range;
 mod plugin_failure;
 mod rebalance;
 mod reject;
