@@ -24,6 +24,7 @@ mod out_of_range;
 mod plugin_failure;
 mod rebalance;
 mod reject;
+mod retry_time;
 mod round_trip;
 mod stop;
 mod survival;
