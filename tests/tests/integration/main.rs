@@ -11,6 +11,7 @@ mod aborted_output;
 mod at_least_once;
 mod bad_config;
 mod chain;
+mod dead_letter_refused;
 mod deploy_manifest;
 mod error_policies;
 mod exit_codes;
