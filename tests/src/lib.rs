@@ -28,7 +28,6 @@
 pub mod assertions;
 pub mod broker;
 pub mod dead_letter;
-mod executor;
 pub mod logs;
 pub mod names;
 pub mod pipeline;

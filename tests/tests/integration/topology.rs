@@ -20,15 +20,32 @@ fn inputs(ids: std::ops::Range<u64>, partitions: i32) -> Vec<InputSpec> {
         .collect()
 }
 
-/// The records of `output` partition `partition` that came from `source` (matched by test id), in
-/// output order.
-fn from_source(output: &[Record], partition: i32, source: &[Record]) -> Vec<Record> {
-    let ids: BTreeSet<u64> = source.iter().filter_map(Record::test_id).collect();
-    output
-        .iter()
-        .filter(|r| r.partition == partition && r.test_id().is_some_and(|id| ids.contains(&id)))
-        .cloned()
-        .collect()
+/// Asserts that output partition `p` holds the records of `produced` partition `p`, for each of
+/// `partitions`, in their order (records from elsewhere may be interleaved; matched by test id).
+fn assert_copied_in_order(
+    produced: &[Record],
+    partitions: std::ops::Range<i32>,
+    output: &[Record],
+    what: &str,
+) {
+    for p in partitions {
+        let expected: Vec<Record> = produced
+            .iter()
+            .filter(|r| r.partition == p)
+            .cloned()
+            .collect();
+        let ids: BTreeSet<u64> = expected.iter().filter_map(Record::test_id).collect();
+        let actual: Vec<Record> = output
+            .iter()
+            .filter(|r| r.partition == p && r.test_id().is_some_and(|id| ids.contains(&id)))
+            .cloned()
+            .collect();
+        assert_same_content(
+            &expected,
+            &actual,
+            &format!("{what}/{p} in output partition {p}"),
+        );
+    }
 }
 
 /// Two source topics of different sizes into one sink: every input exactly once, in its source
@@ -57,18 +74,7 @@ fn several_source_topics_are_copied_exactly_once_in_order() {
     let committed = read_topic(&output, Isolation::ReadCommitted);
     assert_eq!(committed.len(), 500, "500 outputs for 500 inputs");
     for (source, produced) in [(&first, &produced_a), (&second, &produced_b)] {
-        for p in 0..source.partitions {
-            let expected: Vec<Record> = produced
-                .iter()
-                .filter(|r| r.partition == p)
-                .cloned()
-                .collect();
-            assert_same_content(
-                &expected,
-                &from_source(&committed, p, &expected),
-                &format!("{}/{p} in output partition {p}", source.name),
-            );
-        }
+        assert_copied_in_order(produced, 0..source.partitions, &committed, &source.name);
     }
 }
 
@@ -93,18 +99,7 @@ fn keep_partition_into_a_smaller_sink_dead_letters_the_records_without_a_partiti
     txform.expect_exit_code(0, EXIT_TIMEOUT);
 
     let committed = read_topic(&output, Isolation::ReadCommitted);
-    for p in 0..2 {
-        let expected: Vec<Record> = produced
-            .iter()
-            .filter(|r| r.partition == p)
-            .cloned()
-            .collect();
-        assert_same_content(
-            &expected,
-            &from_source(&committed, p, &expected),
-            &format!("output partition {p}"),
-        );
-    }
+    assert_copied_in_order(&produced, 0..2, &committed, &input.name);
     let letters = dead_letters(&dlq);
     let lost: Vec<&Record> = produced.iter().filter(|r| r.partition == 2).collect();
     assert_eq!(
