@@ -38,7 +38,7 @@ pub mod scrape;
 pub mod topics;
 
 pub use assertions::{
-    assert_exactly_once_by_id, assert_same_content, by_partition, content_of, ids_of,
+    assert_exactly_once_by_id, assert_output, assert_same_content, by_partition, content_of, ids_of,
 };
 pub use broker::{bootstrap, ensure_broker};
 pub use logs::{committed_totals, parse_committed, Committed};

@@ -39,3 +39,15 @@ use std::time::Duration;
 pub const PROCESS_TIMEOUT: Duration = Duration::from_secs(120);
 /// Upper bound for `txform` to stop after SIGTERM or to give up after its retries.
 pub const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The end of a run whose inputs are all produced: waits until the group has committed the whole of
+/// `input`, then stops `txform` with SIGTERM, which must exit 0.
+pub fn stop_when_consumed(
+    txform: &mut txform_tests::Txform,
+    pipeline: &txform_tests::PipelineConfig,
+    input: &txform_tests::Topic,
+) {
+    txform_tests::wait_for_group_at_end(&pipeline.group_id, input, PROCESS_TIMEOUT);
+    txform.terminate();
+    txform.expect_exit_code(0, EXIT_TIMEOUT);
+}

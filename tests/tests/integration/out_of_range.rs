@@ -3,13 +3,12 @@
 //! misattributed, by bisection, and the host goes on.
 
 use txform_tests::dead_letter::{spawn_with_policy, ErrorPolicy, Totals};
-use txform_tests::{produce, standard_inputs, table, wait_for_group_at_end, Plugin, TestEnv};
+use txform_tests::{assert_output, produce, standard_inputs, table, Plugin, TestEnv};
 
 use crate::error_policies::{
-    all_but, assert_dead_letter, assert_no_error_line, assert_output, dead_letters, final_totals,
-    FAULT_PLUGIN,
+    all_but, assert_dead_letter, assert_no_error_line, dead_letters, final_totals, FAULT_PLUGIN,
 };
-use crate::{EXIT_TIMEOUT, PROCESS_TIMEOUT};
+use crate::stop_when_consumed;
 
 const N: u64 = 20;
 const BAD: u64 = 7;
@@ -31,9 +30,7 @@ fn output_for_an_input_past_the_batch_fails_that_record_not_the_host() {
         .retries(1, 10, 10)
         .transform("buggy", Plugin::fault(), fault);
     let mut txform = spawn_with_policy(&env, &pipeline, &ErrorPolicy::dead_letter(&dlq), "0");
-    wait_for_group_at_end(&pipeline.group_id, &input, PROCESS_TIMEOUT);
-    txform.terminate();
-    txform.expect_exit_code(0, EXIT_TIMEOUT);
+    stop_when_consumed(&mut txform, &pipeline, &input);
 
     assert_output(&all_but(&produced, &[BAD]), &output);
     let letters = dead_letters(&dlq);

@@ -4,13 +4,12 @@
 
 use txform_tests::dead_letter::{spawn_with_policy, ErrorPolicy, Totals};
 use txform_tests::{
-    committed_offsets, produce, standard_inputs, table, wait_for_group_at_end, Plugin, Record,
-    TestEnv, Txform,
+    assert_output, committed_offsets, produce, standard_inputs, table, wait_for_group_at_end,
+    Plugin, Record, TestEnv, Txform,
 };
 
 use crate::error_policies::{
-    all_but, assert_line_ends_with, assert_no_error_line, assert_output, fault_message,
-    final_totals,
+    all_but, assert_line_ends_with, assert_no_error_line, fault_message, final_totals,
 };
 use crate::{EXIT_TIMEOUT, PROCESS_TIMEOUT};
 

@@ -12,7 +12,7 @@ use txform_tests::{
 use crate::error_policies::{
     assert_dead_letter, assert_no_error_line, dead_letters, final_totals, SINK,
 };
-use crate::{EXIT_TIMEOUT, PROCESS_TIMEOUT};
+use crate::{stop_when_consumed, EXIT_TIMEOUT, PROCESS_TIMEOUT};
 
 /// Standard inputs `ids`, round robin over `partitions` partitions.
 fn inputs(ids: std::ops::Range<u64>, partitions: i32) -> Vec<InputSpec> {
@@ -94,9 +94,7 @@ fn keep_partition_into_a_smaller_sink_dead_letters_the_records_without_a_partiti
         .transform("copy", Plugin::passthrough(), passthrough_config())
         .retries(1, 10, 10);
     let mut txform = spawn_with_policy(&env, &pipeline, &ErrorPolicy::dead_letter(&dlq), "0");
-    wait_for_group_at_end(&pipeline.group_id, &input, PROCESS_TIMEOUT);
-    txform.terminate();
-    txform.expect_exit_code(0, EXIT_TIMEOUT);
+    stop_when_consumed(&mut txform, &pipeline, &input);
 
     let committed = read_topic(&output, Isolation::ReadCommitted);
     assert_copied_in_order(&produced, 0..2, &committed, &input.name);
