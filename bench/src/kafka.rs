@@ -1,16 +1,13 @@
 //! The benchmark's own Kafka clients: topic administration, the seeding and paced producers, and
 //! the read_committed reader that decides when output became visible.
 
-use std::future::Future;
-use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
@@ -19,11 +16,10 @@ use rdkafka::message::Message as _;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use txform::kafka::admin::block_on;
 
 use crate::payload::{self, Kind};
 use crate::process;
-
-const METADATA_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The broker every system uses.
 #[derive(Debug, Clone)]
@@ -60,43 +56,12 @@ impl Kafka {
 
     /// Creates `name` (replication 1) and waits until every partition has a leader.
     pub fn create_topic(&self, name: &str, partitions: i32) -> anyhow::Result<()> {
-        let admin: AdminClient<DefaultClientContext> =
-            self.config().create().context("create an admin client")?;
-        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-        let results = block_on(admin.create_topics([&topic], &options))
-            .with_context(|| format!("create topic {name}"))?;
-        for result in results {
-            if let Err((topic, code)) = result {
-                bail!("create topic {topic}: {code}");
-            }
-        }
-        self.wait_for_partitions(name, partitions)
-    }
-
-    fn wait_for_partitions(&self, name: &str, partitions: i32) -> anyhow::Result<()> {
-        let client: BaseConsumer = self.config().create().context("create a metadata client")?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = client
-                .fetch_metadata(Some(name), METADATA_TIMEOUT)
-                .ok()
-                .and_then(|md| {
-                    md.topics().iter().find(|t| t.name() == name).map(|t| {
-                        t.error().is_none()
-                            && t.partitions().len() == partitions as usize
-                            && t.partitions().iter().all(|p| p.leader() >= 0)
-                    })
-                })
-                .unwrap_or(false);
-            if ready {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("topic {name} has no leader for every partition after 30 s");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        Ok(txform::kafka::admin::create_topic(
+            &self.config(),
+            name,
+            partitions,
+            &[],
+        )?)
     }
 
     /// Deletes topics; a failure is logged, not returned (it only costs disk space).
@@ -413,25 +378,4 @@ fn read(
         }
     }
     Ok(report)
-}
-
-struct ThreadWaker(std::thread::Thread);
-
-impl Wake for ThreadWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-/// Runs one of rdkafka's admin futures (plain oneshot channels: no async runtime needed).
-fn block_on<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    loop {
-        match future.as_mut().poll(&mut cx) {
-            Poll::Ready(output) => return output,
-            Poll::Pending => std::thread::park(),
-        }
-    }
 }

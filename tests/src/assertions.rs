@@ -2,7 +2,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::read::{read_topic, Isolation};
 use crate::records::{HeaderList, Record};
+use crate::topics::Topic;
 
 /// Key, value and headers: what a passthrough must preserve.
 pub type Content = (Option<Vec<u8>>, Option<Vec<u8>>, HeaderList);
@@ -158,5 +160,26 @@ pub fn assert_exactly_once_by_id(
         duplicated.iter().take(20).collect::<Vec<_>>(),
         unexpected.len(),
         first(&unexpected)
+    );
+}
+
+/// The output, read_committed, is exactly `expected` in every partition, in order; read_uncommitted
+/// readers see exactly the same (no failed attempt produced anything before failing).
+pub fn assert_output(expected: &[Record], output: &Topic) {
+    let committed = read_topic(output, Isolation::ReadCommitted);
+    let expected = by_partition(expected, output.partitions);
+    let actual = by_partition(&committed, output.partitions);
+    for p in 0..output.partitions as usize {
+        assert_same_content(
+            &expected[p],
+            &actual[p],
+            &format!("read_committed output partition {p}"),
+        );
+    }
+    let uncommitted = read_topic(output, Isolation::ReadUncommitted);
+    assert_same_content(
+        &committed,
+        &uncommitted,
+        "read_uncommitted output vs read_committed output",
     );
 }

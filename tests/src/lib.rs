@@ -28,7 +28,6 @@
 pub mod assertions;
 pub mod broker;
 pub mod dead_letter;
-mod executor;
 pub mod logs;
 pub mod names;
 pub mod pipeline;
@@ -40,8 +39,8 @@ pub mod secure;
 pub mod topics;
 
 pub use assertions::{
-    assert_exactly_once_by_id, assert_same_by_partition, assert_same_content, by_partition,
-    content_of, ids_of,
+    assert_exactly_once_by_id, assert_output, assert_same_by_partition, assert_same_content,
+    by_partition, content_of, ids_of,
 };
 pub use broker::{bootstrap, ensure_broker};
 pub use logs::{committed_totals, parse_committed, Committed};

@@ -3,13 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::broker::{client_config, ensure_broker};
-use crate::executor::block_on;
+use txform::kafka::admin::block_on;
 
 /// A topic created by a test.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,53 +24,11 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(15);
 /// until the broker reports every partition with a leader. Panics if the topic exists already.
 pub fn create_topic(name: &str, partitions: i32, configs: &[(&str, &str)]) -> Topic {
     ensure_broker();
-    let admin: AdminClient<DefaultClientContext> =
-        client_config().create().expect("create an admin client");
-    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    for (key, value) in configs {
-        topic = topic.set(key, value);
-    }
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = block_on(admin.create_topics([&topic], &options))
-        .unwrap_or_else(|e| panic!("create topic {name}: {e}"));
-    for result in results {
-        if let Err((topic, code)) = result {
-            panic!("create topic {topic}: {code}");
-        }
-    }
-    wait_for_partitions(name, partitions);
+    txform::kafka::admin::create_topic(&client_config(), name, partitions, configs)
+        .unwrap_or_else(|e| panic!("{e}"));
     Topic {
         name: name.to_string(),
         partitions,
-    }
-}
-
-/// Waits until the metadata of `name` lists `partitions` partitions, each with a leader.
-fn wait_for_partitions(name: &str, partitions: i32) {
-    let consumer = metadata_client();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ready = consumer
-            .fetch_metadata(Some(name), METADATA_TIMEOUT)
-            .ok()
-            .and_then(|md| {
-                md.topics().iter().find(|t| t.name() == name).map(|t| {
-                    t.error().is_none()
-                        && t.partitions().len() == partitions as usize
-                        && t.partitions()
-                            .iter()
-                            .all(|p| p.leader() >= 0 && p.error().is_none())
-                })
-            })
-            .unwrap_or(false);
-        if ready {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "topic {name} not ready after 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -4,6 +4,7 @@
 //! This is the only part of the host (with `pipeline`) that knows rdkafka; `plugin` never sees it.
 
 pub mod access;
+pub mod admin;
 mod client_log;
 mod clients;
 mod delivery;

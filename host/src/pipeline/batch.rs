@@ -122,6 +122,14 @@ impl<'c> Batch<'c> {
                     consumer,
                     messages: std::mem::take(&mut messages),
                 };
+                if !dropped.messages.is_empty() {
+                    // Says that a rebalance landed mid-batch (tests and operators look for it).
+                    log::info!(
+                        "rebalance while collecting a batch: dropped {} record(s) of {}",
+                        dropped.messages.len(),
+                        dropped.describe(dropped.all())
+                    );
+                }
                 let fresh = match &polled {
                     Some(Ok(message)) => Some(message),
                     _ => None,

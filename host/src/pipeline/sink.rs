@@ -38,15 +38,37 @@ pub enum ProduceFailure {
         topic: String,
         problem: String,
     },
+    /// The plugin chose a partition the output topic does not have (e.g. `keep_partition` from a
+    /// source with more partitions than the sink); `partitions` is the topic's count, when the
+    /// cluster said.
+    #[error("output partition {partition} of {topic} does not exist{}", count_of(*.partitions))]
+    NoPartition {
+        record: usize,
+        topic: String,
+        partition: i32,
+        partitions: Option<usize>,
+    },
+}
+
+/// `": the topic has N partitions"`, or nothing when the count is unknown.
+fn count_of(partitions: Option<usize>) -> String {
+    partitions
+        .map(|n| {
+            format!(
+                ": the topic has {n} partition{}",
+                if n == 1 { "" } else { "s" }
+            )
+        })
+        .unwrap_or_default()
 }
 
 impl ProduceFailure {
     /// The batch index of the source record of the output.
     pub fn record(&self) -> usize {
         match self {
-            ProduceFailure::Kafka { record, .. } | ProduceFailure::BadTopic { record, .. } => {
-                *record
-            }
+            ProduceFailure::Kafka { record, .. }
+            | ProduceFailure::BadTopic { record, .. }
+            | ProduceFailure::NoPartition { record, .. } => *record,
         }
     }
 }
@@ -217,6 +239,15 @@ fn send<'a>(
                 producer.context().wait_for_report(QUEUE_FULL_WAIT);
                 message = returned;
             }
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::UnknownPartition), returned)) => {
+                let topic = returned.topic.to_string();
+                return Err(ProduceFailure::NoPartition {
+                    record: returned.delivery_opaque,
+                    partitions: partition_count(producer, &topic),
+                    partition: returned.partition.unwrap_or(-1),
+                    topic,
+                });
+            }
             Err((error, returned)) => {
                 return Err(ProduceFailure::Kafka {
                     record: returned.delivery_opaque,
@@ -254,6 +285,20 @@ fn output_headers(out: &[OutHeader], source: Option<&BorrowedMessage<'_>>) -> Ow
             let value = h.value.as_ref().map(|v| v.as_slice()).into_option();
             headers::insert(list, key, value)
         })
+}
+
+/// How long the failure message waits for a topic's partition count.
+const METADATA_WAIT: Duration = Duration::from_secs(2);
+
+/// The number of partitions the cluster reports for `topic`, asked only when a record was refused
+/// for its partition (so the message can say what exists).
+fn partition_count(producer: &Producer, topic: &str) -> Option<usize> {
+    let metadata = producer
+        .client()
+        .fetch_metadata(Some(topic), METADATA_WAIT)
+        .ok()?;
+    let found = metadata.topics().iter().find(|t| t.name() == topic)?;
+    found.error().is_none().then(|| found.partitions().len())
 }
 
 /// The original bytes of the non-UTF-8 name among `originals` whose lossy UTF-8 view is `view`:
@@ -414,6 +459,29 @@ mod tests {
         expected[7] = (b"txform.source.timestamp".to_vec(), None);
         expected[8] = h("txform.attempts", "1");
         assert_eq!(all(&without), expected);
+    }
+
+    #[test]
+    fn a_missing_partition_is_named_with_the_topics_count() {
+        let failure = |partitions| ProduceFailure::NoPartition {
+            record: 4,
+            topic: "out".into(),
+            partition: 2,
+            partitions,
+        };
+        assert_eq!(
+            failure(Some(2)).to_string(),
+            "output partition 2 of out does not exist: the topic has 2 partitions"
+        );
+        assert_eq!(
+            failure(Some(1)).to_string(),
+            "output partition 2 of out does not exist: the topic has 1 partition"
+        );
+        assert_eq!(
+            failure(None).to_string(),
+            "output partition 2 of out does not exist"
+        );
+        assert_eq!(failure(None).record(), 4);
     }
 
     fn raw<'a>(key: &'a [u8]) -> (RawHeader<'a>, bool) {

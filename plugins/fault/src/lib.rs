@@ -31,7 +31,7 @@
 //!
 //! ```toml
 //! [transform.config]
-//! action = "error"                                  # "error" | "panic" | "reject" (rejects matching records only)
+//! action = "error"                                  # "error" | "panic" | "reject" (rejects matching records only) | "out_of_range" (emits them for an input past the batch)
 //! value_contains = "poison"                         # substring of the value (decoded as lossy UTF-8)
 //! key_equals = "k-13"                               # the whole key, as UTF-8
 //! offsets = [{ partition = 0, offset = 42 }, { partition = 2, offset = 7 }]
@@ -124,6 +124,10 @@ pub enum Action {
     Panic,
     /// Reject the matching records with [`Output::reject`]; the rest of the batch goes through.
     Reject,
+    /// Emit the matching records' copies attributed to an input index past the batch's end (a buggy
+    /// plugin): the host fails the call.
+    #[serde(rename = "out_of_range")]
+    OutOfRange,
 }
 
 /// An entry of `routes`: the record at this source position goes to `topic`.
@@ -245,9 +249,16 @@ impl Transform for Fault {
                         "fault injected at topic/partition/offset {} ({condition})",
                         position(record)
                     );
-                    if self.action == Action::Reject {
-                        out.reject(index, message);
-                        continue;
+                    match self.action {
+                        Action::Reject => {
+                            out.reject(index, message);
+                            continue;
+                        }
+                        Action::OutOfRange => {
+                            out.emit(batch.len(), OutRecord::from_input(record));
+                            continue;
+                        }
+                        Action::Error | Action::Panic => {}
                     }
                     return self.fail(message);
                 }
@@ -309,11 +320,11 @@ impl Fault {
         }
     }
 
-    /// Fails the call as configured (`Reject` never gets here).
+    /// Fails the call as configured (`Reject` and `OutOfRange` never get here).
     fn fail(&self, message: String) -> Result<(), TransformError> {
         match self.action {
             Action::Panic => panic!("{message}"),
-            Action::Error | Action::Reject => Err(message.into()),
+            Action::Error | Action::Reject | Action::OutOfRange => Err(message.into()),
         }
     }
 }
@@ -398,10 +409,10 @@ fn validate(config: &Config) -> Result<(), TransformError> {
         Some(p) if !(0.0..=1.0).contains(&p) => {
             return Err(format!("batch_probability must be between 0.0 and 1.0, got {p}").into());
         }
-        Some(_) if config.action == Some(Action::Reject) => {
+        Some(_) if matches!(config.action, Some(Action::Reject | Action::OutOfRange)) => {
             return Err(
                 "batch_probability fails whole batches, so it needs action = \"error\" or \
-                        \"panic\", not \"reject\""
+                        \"panic\""
                     .into(),
             );
         }
@@ -596,6 +607,21 @@ mod tests {
                 (0, "a".to_string()),
                 (1, "b poison c".to_string()),
                 (1, "b poison c".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn out_of_range_attributes_matching_records_past_the_batch() {
+        let mut f =
+            fault(json!({ "action": "out_of_range", "key_equals": "k2", "keep_partition": false }));
+        let out = run(&mut f, &batch(&ABC)).unwrap();
+        assert_eq!(
+            values(&out),
+            [
+                (0, "a".to_string()),
+                (3, "b poison c".to_string()),
+                (2, "c".to_string())
             ]
         );
     }
@@ -983,7 +1009,7 @@ mod tests {
             ),
             (
                 json!({ "action": "reject", "batch_probability": 0.5 }),
-                "batch_probability fails whole batches, so it needs action = \"error\" or \"panic\", not \"reject\"",
+                "batch_probability fails whole batches, so it needs action = \"error\" or \"panic\"",
             ),
             (
                 json!({ "action": "error", "key_equals": "k", "seed": 3 }),

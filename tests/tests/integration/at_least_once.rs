@@ -14,7 +14,7 @@ use txform_tests::{
     wait_for_group_at_end, Guarantee, Isolation, Plugin, Record, TestEnv,
 };
 
-use crate::{EXIT_TIMEOUT, PROCESS_TIMEOUT};
+use crate::{stop_when_consumed, EXIT_TIMEOUT, PROCESS_TIMEOUT};
 
 const PARTITIONS: i32 = 3;
 
@@ -111,9 +111,7 @@ fn retried_and_bisected_batches_are_written_again() {
         .transform("copy", Plugin::passthrough(), passthrough_config());
     let mut txform = spawn_with_policy(&env, &pipeline, &ErrorPolicy::dead_letter(&dlq), "0");
     wait_for_committed(&dlq, 1, PROCESS_TIMEOUT);
-    wait_for_group_at_end(&pipeline.group_id, &input, PROCESS_TIMEOUT);
-    txform.terminate();
-    txform.expect_exit_code(0, EXIT_TIMEOUT);
+    stop_when_consumed(&mut txform, &pipeline, &input);
 
     let letters: Vec<DeadLetter> = read_topic(&dlq, Isolation::ReadUncommitted)
         .iter()

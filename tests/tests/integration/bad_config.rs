@@ -363,3 +363,23 @@ fn refused_secret_value_is_not_echoed() {
         result.stderr
     );
 }
+
+/// A plugin that refuses its `[transform.config]` when the host creates its instance (here the fault
+/// plugin, `copies = 0`): exit 2 before anything touches Kafka, naming the transform, the plugin and
+/// the plugin's own reason.
+#[test]
+fn configuration_the_plugin_refuses_stops_start_up() {
+    let env = TestEnv::offline("config-plugin-refuses");
+    let fault = Plugin::fault().path().display().to_string();
+    let text = pipeline_text(&fault, false) + "\n[transform.config]\ncopies = 0\n";
+    let config = write(&env, &text);
+    let expected = format!(
+        "txform: {}:{TRANSFORM_LINE}: transform `copy` (txform-fault 0.1.0) refused its \
+         configuration: copies = 0 would drop every record: use at least 1",
+        config.display()
+    );
+    for command in ["validate", "run"] {
+        let message = assert_refused(&txform(command, &config), &[]);
+        assert_eq!(message, expected, "txform {command}");
+    }
+}

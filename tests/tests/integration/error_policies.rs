@@ -20,13 +20,14 @@ use txform_tests::dead_letter::{
     offset_spans, parse_totals, spawn_with_policy, DeadLetter, ErrorPolicy, Totals,
 };
 use txform_tests::{
-    assert_same_content, big_value, by_partition, committed_offsets, committed_totals, content_of,
-    end_offsets, ids_of, last_stable_offsets, pause_in_open_transaction, produce, read_topic,
-    standard_inputs, standard_inputs_with_big, table, wait_for_committed, wait_for_group_at_end,
-    InputProducer, InputSpec, Isolation, Plugin, Record, TestEnv, Topic, Txform,
+    assert_output, assert_same_content, big_value, by_partition, committed_offsets,
+    committed_totals, content_of, end_offsets, ids_of, last_stable_offsets,
+    pause_in_open_transaction, produce, read_topic, standard_inputs, standard_inputs_with_big,
+    table, wait_for_committed, wait_for_group_at_end, InputProducer, InputSpec, Isolation,
+    PipelineConfig, Plugin, Record, TestEnv, Topic, Txform,
 };
 
-use crate::{EXIT_TIMEOUT, PROCESS_TIMEOUT};
+use crate::{stop_when_consumed, EXIT_TIMEOUT, PROCESS_TIMEOUT};
 
 /// `txform.plugin` and `txform.plugin.version` of the fault plugin.
 pub(crate) const FAULT_PLUGIN: (&str, &str) = ("txform-fault", "0.1.0");
@@ -37,6 +38,16 @@ pub(crate) const MAX_RETRIES: i64 = 2;
 pub(crate) const ATTEMPTS: u32 = MAX_RETRIES as u32 + 1;
 pub(crate) const INITIAL_BACKOFF_MS: i64 = 10;
 pub(crate) const MAX_BACKOFF_MS: i64 = 50;
+
+/// The suite's error-policy pipeline from `input` to `output`: batches of up to 1000 records closed
+/// after 100 ms, [`MAX_RETRIES`] retries with short backoffs; add its transform.
+fn policy_pipeline(env: &TestEnv, input: &Topic, output: &Topic) -> PipelineConfig {
+    env.pipeline(&[input], output).batch(1000, 100).retries(
+        MAX_RETRIES,
+        INITIAL_BACKOFF_MS,
+        MAX_BACKOFF_MS,
+    )
+}
 
 /// The `seq` field of standard input `id`: a substring of its value and of no other input's.
 fn seq(id: u64) -> String {
@@ -87,27 +98,6 @@ pub(crate) fn all_but(produced: &[Record], set_aside: &[u64]) -> Vec<Record> {
         .filter(|r| !set_aside.contains(&r.test_id().expect("test id")))
         .cloned()
         .collect()
-}
-
-/// The output, read_committed, is exactly `expected` in every partition, in order; read_uncommitted
-/// readers see exactly the same (no failed attempt produced anything before failing).
-pub(crate) fn assert_output(expected: &[Record], output: &Topic) {
-    let committed = read_topic(output, Isolation::ReadCommitted);
-    let expected = by_partition(expected, output.partitions);
-    let actual = by_partition(&committed, output.partitions);
-    for p in 0..output.partitions as usize {
-        assert_same_content(
-            &expected[p],
-            &actual[p],
-            &format!("read_committed output partition {p}"),
-        );
-    }
-    let uncommitted = read_topic(output, Isolation::ReadUncommitted);
-    assert_same_content(
-        &committed,
-        &uncommitted,
-        "read_uncommitted output vs read_committed output",
-    );
 }
 
 /// The dead-letter records of `dlq` (one partition), read_committed, parsed; read_uncommitted readers
@@ -197,7 +187,7 @@ fn attempts_in_line(txform: &Txform, prefix: &str) -> (u32, String) {
 }
 
 /// Asserts the one log line containing `needle` ends with `expected` (the part after the log prefix).
-fn assert_line_ends_with(txform: &Txform, needle: &str, expected: &str) {
+pub(crate) fn assert_line_ends_with(txform: &Txform, needle: &str, expected: &str) {
     let lines = txform.log_lines(needle);
     assert_eq!(lines.len(), 1, "one {needle:?} line: {lines:#?}");
     assert!(
@@ -346,15 +336,11 @@ fn one_poison_record_among_10000_is_dead_lettered_exactly_once() {
     let poison = produced[BIG_POISON as usize].clone();
     assert_eq!((poison.partition, poison.offset), (1, 2592));
 
-    let pipeline = env
-        .pipeline(&[&input], &output)
-        .batch(1000, 100)
-        .retries(MAX_RETRIES, INITIAL_BACKOFF_MS, MAX_BACKOFF_MS)
-        .transform(
-            "guard",
-            Plugin::fault(),
-            fault_on_value("error", BIG_POISON),
-        );
+    let pipeline = policy_pipeline(&env, &input, &output).transform(
+        "guard",
+        Plugin::fault(),
+        fault_on_value("error", BIG_POISON),
+    );
     let mut txform = spawn_with_policy(&env, &pipeline, &ErrorPolicy::dead_letter(&dlq), "0");
     wait_for_committed(&output, BIG_N as usize - 1, PROCESS_TIMEOUT);
     wait_for_committed(&dlq, 1, PROCESS_TIMEOUT);
@@ -469,10 +455,7 @@ fn two_poison_records_in_one_batch_and_a_panicking_record_are_dead_lettered() {
     );
     assert_eq!((panicking.partition, panicking.offset), (0, 125));
 
-    let pipeline = env
-        .pipeline(&[&input], &output)
-        .batch(1000, 100)
-        .retries(MAX_RETRIES, INITIAL_BACKOFF_MS, MAX_BACKOFF_MS)
+    let pipeline = policy_pipeline(&env, &input, &output)
         .transform(
             "fail",
             Plugin::fault(),
@@ -482,9 +465,7 @@ fn two_poison_records_in_one_batch_and_a_panicking_record_are_dead_lettered() {
     let mut txform = spawn_with_policy(&env, &pipeline, &ErrorPolicy::dead_letter(&dlq), "0");
     wait_for_committed(&output, N as usize - 3, PROCESS_TIMEOUT);
     wait_for_committed(&dlq, 3, PROCESS_TIMEOUT);
-    wait_for_group_at_end(&pipeline.group_id, &input, PROCESS_TIMEOUT);
-    txform.terminate();
-    txform.expect_exit_code(0, EXIT_TIMEOUT);
+    stop_when_consumed(&mut txform, &pipeline, &input);
 
     assert_output(
         &all_but(&produced, &[POISONS[0], POISONS[1], PANIC]),
@@ -630,16 +611,14 @@ fn skip_drops_the_poison_record_and_logs_its_offset() {
     let poison = produced[POISON as usize].clone();
     assert_eq!((poison.partition, poison.offset), (0, 50));
 
-    let pipeline = env
-        .pipeline(&[&input], &output)
-        .batch(1000, 100)
-        .retries(MAX_RETRIES, INITIAL_BACKOFF_MS, MAX_BACKOFF_MS)
-        .transform("guard", Plugin::fault(), fault_on_value("error", POISON));
+    let pipeline = policy_pipeline(&env, &input, &output).transform(
+        "guard",
+        Plugin::fault(),
+        fault_on_value("error", POISON),
+    );
     let mut txform = spawn_with_policy(&env, &pipeline, &ErrorPolicy::skip(), "0");
     wait_for_committed(&output, N as usize - 1, PROCESS_TIMEOUT);
-    wait_for_group_at_end(&pipeline.group_id, &input, PROCESS_TIMEOUT);
-    txform.terminate();
-    txform.expect_exit_code(0, EXIT_TIMEOUT);
+    stop_when_consumed(&mut txform, &pipeline, &input);
 
     assert_output(&all_but(&produced, &[POISON]), &output);
     let (attempts, _) = attempts_in_line(&txform, "skipping ");
@@ -905,9 +884,7 @@ fn transient_failure_is_retried_never_dead_lettered() {
         .transform("flaky", Plugin::fault(), fault);
     let mut txform = spawn_with_policy(&env, &pipeline, &ErrorPolicy::dead_letter(&dlq), "0");
     wait_for_committed(&output, N as usize, PROCESS_TIMEOUT);
-    wait_for_group_at_end(&pipeline.group_id, &input, PROCESS_TIMEOUT);
-    txform.terminate();
-    txform.expect_exit_code(0, EXIT_TIMEOUT);
+    stop_when_consumed(&mut txform, &pipeline, &input);
 
     assert_output(&produced, &output);
     for isolation in [Isolation::ReadCommitted, Isolation::ReadUncommitted] {
@@ -965,17 +942,11 @@ fn rejected_record_is_dead_lettered_without_retries() {
         ("action", "reject".into()),
         ("key_equals", "k000123".into()),
     ]);
-    let pipeline = env
-        .pipeline(&[&input], &output)
-        .batch(1000, 100)
-        .retries(MAX_RETRIES, INITIAL_BACKOFF_MS, MAX_BACKOFF_MS)
-        .transform("vet", Plugin::fault(), fault);
+    let pipeline = policy_pipeline(&env, &input, &output).transform("vet", Plugin::fault(), fault);
     let mut txform = spawn_with_policy(&env, &pipeline, &ErrorPolicy::dead_letter(&dlq), "0");
     wait_for_committed(&output, N as usize - 1, PROCESS_TIMEOUT);
     wait_for_committed(&dlq, 1, PROCESS_TIMEOUT);
-    wait_for_group_at_end(&pipeline.group_id, &input, PROCESS_TIMEOUT);
-    txform.terminate();
-    txform.expect_exit_code(0, EXIT_TIMEOUT);
+    stop_when_consumed(&mut txform, &pipeline, &input);
 
     assert_output(&all_but(&produced, &[REJECTED]), &output);
     let letters = dead_letters(&dlq);
@@ -1033,21 +1004,15 @@ fn output_kafka_refuses_is_dead_lettered_as_its_source_record() {
     let big = produced[BIG as usize].clone();
     assert_eq!((big.partition, big.offset), (1, 33));
 
-    let pipeline = env
-        .pipeline(&[&input], &output)
-        .batch(1000, 100)
-        .retries(MAX_RETRIES, INITIAL_BACKOFF_MS, MAX_BACKOFF_MS)
-        .transform(
-            "copy",
-            Plugin::passthrough(),
-            txform_tests::passthrough_config(),
-        );
+    let pipeline = policy_pipeline(&env, &input, &output).transform(
+        "copy",
+        Plugin::passthrough(),
+        txform_tests::passthrough_config(),
+    );
     let mut txform = spawn_with_policy(&env, &pipeline, &ErrorPolicy::dead_letter(&dlq), "0");
     wait_for_committed(&output, N as usize - 1, PROCESS_TIMEOUT);
     wait_for_committed(&dlq, 1, PROCESS_TIMEOUT);
-    wait_for_group_at_end(&pipeline.group_id, &input, PROCESS_TIMEOUT);
-    txform.terminate();
-    txform.expect_exit_code(0, EXIT_TIMEOUT);
+    stop_when_consumed(&mut txform, &pipeline, &input);
 
     // Refused outputs fail at delivery, after other outputs of the attempt were written: aborted
     // records are expected in the log, so only read_committed readers are compared.
@@ -1124,9 +1089,7 @@ fn a_flaky_neighbour_of_a_poison_record_is_retried_alone_not_dead_lettered() {
         .transform("guard", Plugin::fault(), fault_on_value("error", POISON));
     let mut txform = spawn_with_policy(&env, &pipeline, &ErrorPolicy::dead_letter(&dlq), "0");
     wait_for_committed(&output, N as usize - 1, PROCESS_TIMEOUT);
-    wait_for_group_at_end(&pipeline.group_id, &input, PROCESS_TIMEOUT);
-    txform.terminate();
-    txform.expect_exit_code(0, EXIT_TIMEOUT);
+    stop_when_consumed(&mut txform, &pipeline, &input);
 
     assert_output(&all_but(&produced, &[POISON]), &output);
     let letters = dead_letters(&dlq);

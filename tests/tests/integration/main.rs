@@ -11,6 +11,7 @@ mod aborted_output;
 mod at_least_once;
 mod bad_config;
 mod chain;
+mod dead_letter_refused;
 mod deploy_manifest;
 mod error_policies;
 mod exit_codes;
@@ -20,11 +21,16 @@ mod harness;
 mod kill_restart;
 mod metrics;
 mod missing_topics;
+mod out_of_range;
 mod plugin_failure;
+mod rebalance;
+mod reject;
+mod retry_time;
 mod round_trip;
 mod secured;
 mod stop;
 mod survival;
+mod topology;
 mod transient;
 mod zombie;
 
@@ -34,3 +40,15 @@ use std::time::Duration;
 pub const PROCESS_TIMEOUT: Duration = Duration::from_secs(120);
 /// Upper bound for `txform` to stop after SIGTERM or to give up after its retries.
 pub const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The end of a run whose inputs are all produced: waits until the group has committed the whole of
+/// `input`, then stops `txform` with SIGTERM, which must exit 0.
+pub fn stop_when_consumed(
+    txform: &mut txform_tests::Txform,
+    pipeline: &txform_tests::PipelineConfig,
+    input: &txform_tests::Topic,
+) {
+    txform_tests::wait_for_group_at_end(&pipeline.group_id, input, PROCESS_TIMEOUT);
+    txform.terminate();
+    txform.expect_exit_code(0, EXIT_TIMEOUT);
+}

@@ -8,10 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use txform_tests::{
     assert_same_content, by_partition, content_of, produce, read_topic, table, wait_for_committed,
-    wait_for_group_at_end, InputSpec, Isolation, Plugin, Record, TestEnv,
+    InputSpec, Isolation, Plugin, Record, TestEnv,
 };
 
-use crate::{EXIT_TIMEOUT, PROCESS_TIMEOUT};
+use crate::{stop_when_consumed, PROCESS_TIMEOUT};
 
 const N: u64 = 120;
 const PARTITIONS: i32 = 3;
@@ -75,9 +75,7 @@ fn keys_tombstones_headers_and_timestamps_round_trip_exactly() {
     );
     let mut txform = env.spawn(&pipeline, "0");
     wait_for_committed(&output, N as usize, PROCESS_TIMEOUT);
-    wait_for_group_at_end(&pipeline.group_id, &input, PROCESS_TIMEOUT);
-    txform.terminate();
-    txform.expect_exit_code(0, EXIT_TIMEOUT);
+    stop_when_consumed(&mut txform, &pipeline, &input);
 
     let expected = by_partition(&produced, PARTITIONS);
     let actual = by_partition(&read_topic(&output, Isolation::ReadCommitted), PARTITIONS);
@@ -106,9 +104,7 @@ fn without_keep_partition_outputs_go_to_the_plugin_topic_by_key() {
     );
     let mut txform = env.spawn(&pipeline, "0");
     wait_for_committed(&routed, N as usize, PROCESS_TIMEOUT);
-    wait_for_group_at_end(&pipeline.group_id, &input, PROCESS_TIMEOUT);
-    txform.terminate();
-    txform.expect_exit_code(0, EXIT_TIMEOUT);
+    stop_when_consumed(&mut txform, &pipeline, &input);
 
     assert_eq!(
         read_topic(&output, Isolation::ReadUncommitted),

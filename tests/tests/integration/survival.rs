@@ -15,13 +15,13 @@
 use toml::{Table, Value};
 use txform_tests::dead_letter::{spawn_with_policy, ErrorPolicy};
 use txform_tests::{
-    produce, standard_inputs, table, wait_for_committed, wait_for_group_at_end, InputSpec,
-    PipelineConfig, Plugin, Record, TestEnv, Topic, Txform,
+    assert_output, produce, standard_inputs, table, wait_for_committed, wait_for_group_at_end,
+    InputSpec, PipelineConfig, Plugin, Record, TestEnv, Topic, Txform,
 };
 
 use crate::error_policies::{
-    all_but, assert_dead_letter, assert_no_error_line, assert_output, dead_letters, fault_message,
-    final_totals, ATTEMPTS, FAULT_PLUGIN, INITIAL_BACKOFF_MS, MAX_BACKOFF_MS, MAX_RETRIES, SINK,
+    all_but, assert_dead_letter, assert_no_error_line, dead_letters, fault_message, final_totals,
+    ATTEMPTS, FAULT_PLUGIN, INITIAL_BACKOFF_MS, MAX_BACKOFF_MS, MAX_RETRIES, SINK,
 };
 use crate::{EXIT_TIMEOUT, PROCESS_TIMEOUT};
 
