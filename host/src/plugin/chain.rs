@@ -241,7 +241,9 @@ impl Stage {
     fn call(&mut self, batch: &[Record<'_>], out: &mut Output) -> Result<(), StageFailure> {
         out.clear();
         let started = Instant::now();
-        let result = self.instance.transform(RSlice::from_slice(batch), out);
+        let result = self
+            .instance
+            .transform(RSlice::from_slice(batch), out.as_host());
         if let Some(timer) = &self.timer {
             timer.observe(started.elapsed().as_secs_f64());
         }
