@@ -48,6 +48,13 @@ enum Command {
         /// Path of the pipeline configuration.
         config: PathBuf,
     },
+    /// Describe a plugin library: name, version, the plugin-api it was built against, whether this
+    /// txform can load it (and if not, why), and its configuration documentation. Exit code 2 when
+    /// it cannot be loaded.
+    Inspect {
+        /// Path of the plugin library (`.so`).
+        plugin: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -77,6 +84,18 @@ fn run(command: Command) -> Result<(), (u8, String)> {
                 chain.describe().join(" -> ")
             );
             Ok(())
+        }
+        Command::Inspect { plugin } => {
+            let inspection = plugin::inspect(&plugin);
+            print!("{}", inspection.report);
+            if inspection.loadable {
+                Ok(())
+            } else {
+                Err((
+                    EXIT_CONFIG,
+                    format!("{} cannot be loaded", plugin.display()),
+                ))
+            }
         }
         Command::Run {
             config,

@@ -30,6 +30,23 @@ pub enum LoadError {
 /// Loads the plugin library at `path` and checks its ABI against this host's plugin-api: the
 /// layouts (abi_stable), then what a newer plugin needs and how it was built ([`compat::check`]).
 pub fn load_plugin(path: &Path) -> Result<PluginModRef, LoadError> {
+    let module = open_plugin(path)?;
+    refusal(path, module).map_or(Ok(module), Err)
+}
+
+/// Why this host refuses a plugin whose layouts it accepted, if it does.
+pub fn refusal(path: &Path, module: PluginModRef) -> Option<LoadError> {
+    compat::check(module)
+        .err()
+        .map(|refusal| LoadError::Refused {
+            path: path.to_path_buf(),
+            refusal,
+        })
+}
+
+/// Opens the library and checks its version and layouts, so its root module can be read; whether
+/// this host may run it is [`refusal`]'s answer.
+pub fn open_plugin(path: &Path) -> Result<PluginModRef, LoadError> {
     if !path.exists() {
         return Err(LoadError::NotFound {
             path: path.to_path_buf(),
@@ -46,10 +63,6 @@ pub fn load_plugin(path: &Path) -> Result<PluginModRef, LoadError> {
         }
         Err(error) => return Err(classify(path, error)),
     };
-    compat::check(module).map_err(|refusal| LoadError::Refused {
-        path: path.to_path_buf(),
-        refusal,
-    })?;
     Ok(module)
 }
 

@@ -17,6 +17,7 @@ mod exit_codes;
 mod fencing;
 mod happy_path;
 mod harness;
+mod inspect;
 mod kill_restart;
 mod metrics;
 mod missing_topics;
