@@ -6,6 +6,7 @@ pub mod instance_id;
 pub mod kafka;
 pub mod log_format;
 pub mod metrics;
+pub mod offline;
 pub mod pipeline;
 pub mod plugin;
 pub mod shutdown;

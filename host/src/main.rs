@@ -55,6 +55,22 @@ enum Command {
         /// Path of the plugin library (`.so`).
         plugin: PathBuf,
     },
+    /// Run a pipeline's chain, or one plugin, offline (no broker) on records from a JSONL file, through
+    /// the same chain code as `run`; print outputs, rejections or the call's error as JSONL. With
+    /// `--expect`, print a diff and exit 1 on a mismatch.
+    Test {
+        /// A pipeline file (`.toml`) or a plugin library.
+        target: PathBuf,
+        /// Input records, one JSON object per line; `-` reads standard input.
+        #[arg(long)]
+        input: PathBuf,
+        /// Expected output lines; compared as JSON values, line by line.
+        #[arg(long)]
+        expect: Option<PathBuf>,
+        /// The plugin's configuration as JSON, when TARGET is a plugin library.
+        #[arg(long, default_value = "{}")]
+        config: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -97,6 +113,12 @@ fn run(command: Command) -> Result<(), (u8, String)> {
                 ))
             }
         }
+        Command::Test {
+            target,
+            input,
+            expect,
+            config,
+        } => offline_test(&target, &input, expect.as_deref(), config),
         Command::Run {
             config,
             instance_id,
@@ -127,6 +149,65 @@ fn run(command: Command) -> Result<(), (u8, String)> {
                 .map_err(|e| (e.exit_code(), e.to_string()))
         }
     }
+}
+
+/// `txform test`: exit 0 when the run matched (or nothing was expected), 1 on a mismatch, 2 when the
+/// chain, the input or the expectation cannot be read.
+fn offline_test(
+    target: &std::path::Path,
+    input: &std::path::Path,
+    expect: Option<&std::path::Path>,
+    config_json: String,
+) -> Result<(), (u8, String)> {
+    use txform::offline::{self, jsonl, Target};
+    let config_error = |e: String| (EXIT_CONFIG, e);
+    let target = if target.extension().is_some_and(|e| e == "toml") {
+        Target::Pipeline(target)
+    } else {
+        Target::Plugin {
+            path: target,
+            config_json,
+        }
+    };
+    let mut chain = offline::load_chain(&target).map_err(|e| config_error(format!("{e:#}")))?;
+    let text = read_input(input).map_err(config_error)?;
+    let records = jsonl::parse_records(&text, &input.display().to_string())
+        .map_err(|e| config_error(e.to_string()))?;
+    let lines = offline::run(&mut chain, &records);
+    let Some(expect) = expect else {
+        for line in &lines {
+            println!("{line}");
+        }
+        return Ok(());
+    };
+    let text = read_input(expect).map_err(config_error)?;
+    let expected = offline::parse_expected(&text, &expect.display().to_string())
+        .map_err(|e| config_error(e.to_string()))?;
+    match offline::diff(&expected, &lines) {
+        None => {
+            println!("ok: {} lines as expected", lines.len());
+            Ok(())
+        }
+        Some(diff) => {
+            print!("{diff}");
+            Err((1, format!("the output differs from {}", expect.display())))
+        }
+    }
+}
+
+/// A file's text, or standard input's for `-`.
+fn read_input(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    if path == std::path::Path::new("-") {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| format!("cannot read standard input: {e}"))?;
+    } else {
+        text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    }
+    Ok(text)
 }
 
 fn load(

@@ -79,7 +79,7 @@ mod transform;
 pub use abi::{CallError, HostRef, PluginInfo, PluginMod, PluginModRef, TransformBox};
 pub use output::{OutHeader, OutRecord, Output, Rejection};
 pub use record::{Header, Record};
-pub use test_driver::{TestDriver, TestRecord};
+pub use test_driver::{with_views, TestDriver, TestRecord};
 pub use transform::{Transform, TransformError};
 
 /// The full version of this crate, recorded in every plugin's [`PluginInfo::api_version`].

@@ -98,6 +98,35 @@ impl TestRecord {
     }
 }
 
+/// Calls `f` with borrowed views of `records`, as a host would hand them to a transform.
+pub fn with_views<R>(records: &[TestRecord], f: impl FnOnce(&[Record<'_>]) -> R) -> R {
+    let headers: Vec<Vec<Header<'_>>> = records
+        .iter()
+        .map(|r| {
+            r.headers
+                .iter()
+                .map(|(k, v)| Header::new(k, v.as_deref()))
+                .collect()
+        })
+        .collect();
+    let views: Vec<Record<'_>> = records
+        .iter()
+        .zip(&headers)
+        .map(|(r, hs)| {
+            Record::new(
+                &r.topic,
+                r.partition,
+                r.offset,
+                r.timestamp,
+                r.key.as_deref(),
+                r.value.as_deref(),
+                hs,
+            )
+        })
+        .collect();
+    f(&views)
+}
+
 /// Runs batches through one guarded transform instance, as the host would.
 pub struct TestDriver<T: Transform> {
     config_json: String,
@@ -116,31 +145,7 @@ impl<T: Transform> TestDriver<T> {
 
     /// Runs one batch. A panicked call re-creates the instance before returning its error.
     pub fn run(&mut self, batch: &[TestRecord]) -> Result<Output, CallError> {
-        let headers: Vec<Vec<Header<'_>>> = batch
-            .iter()
-            .map(|r| {
-                r.headers
-                    .iter()
-                    .map(|(k, v)| Header::new(k, v.as_deref()))
-                    .collect()
-            })
-            .collect();
-        let views: Vec<Record<'_>> = batch
-            .iter()
-            .zip(&headers)
-            .map(|(r, hs)| {
-                Record::new(
-                    &r.topic,
-                    r.partition,
-                    r.offset,
-                    r.timestamp,
-                    r.key.as_deref(),
-                    r.value.as_deref(),
-                    hs,
-                )
-            })
-            .collect();
-        self.run_views(&views)
+        with_views(batch, |views| self.run_views(views))
     }
 
     /// Runs one batch of views the test built itself.

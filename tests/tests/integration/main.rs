@@ -21,6 +21,7 @@ mod inspect;
 mod kill_restart;
 mod metrics;
 mod missing_topics;
+mod offline_test;
 mod plugin_failure;
 mod round_trip;
 mod stop;
