@@ -9,4 +9,5 @@ pub mod metrics;
 pub mod offline;
 pub mod pipeline;
 pub mod plugin;
+pub mod scaffold;
 pub mod shutdown;

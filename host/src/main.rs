@@ -55,6 +55,11 @@ enum Command {
         /// Path of the plugin library (`.so`).
         plugin: PathBuf,
     },
+    /// Plugin development: `txform plugin new NAME` writes a ready plugin crate.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
     /// Run a pipeline's chain, or one plugin, offline (no broker) on records from a JSONL file, through
     /// the same chain code as `run`; print outputs, rejections or the call's error as JSONL. With
     /// `--expect`, print a diff and exit 1 on a mismatch.
@@ -70,6 +75,20 @@ enum Command {
         /// The plugin's configuration as JSON, when TARGET is a plugin library.
         #[arg(long, default_value = "{}")]
         config: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Write a plugin crate NAME in the current directory (or --dir): Cargo.toml, a commented
+    /// transform with its config and a test, sample records with their expected output, a pipeline.
+    New {
+        name: String,
+        #[arg(long, value_enum, default_value = "map")]
+        template: txform::scaffold::Template,
+        /// Where to create the crate's directory.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
     },
 }
 
@@ -112,6 +131,23 @@ fn run(command: Command) -> Result<(), (u8, String)> {
                     format!("{} cannot be loaded", plugin.display()),
                 ))
             }
+        }
+        Command::Plugin {
+            command:
+                PluginCommand::New {
+                    name,
+                    template,
+                    dir,
+                },
+        } => {
+            let root = txform::scaffold::new_plugin(&dir, &name, template)
+                .map_err(|e| (EXIT_CONFIG, format!("{e:#}")))?;
+            println!(
+                "created {}: `cargo build --release && cargo test`, then \
+                 `txform test sample/pipeline.toml --input sample/records.jsonl --expect sample/expected.jsonl`",
+                root.display()
+            );
+            Ok(())
         }
         Command::Test {
             target,

@@ -24,6 +24,7 @@ mod missing_topics;
 mod offline_test;
 mod plugin_failure;
 mod round_trip;
+mod scaffold;
 mod stop;
 mod survival;
 mod transient;
