@@ -5,7 +5,7 @@
 //! - `inline`: `txform_passthrough::Passthrough` (the plugin crate is also an rlib) called directly;
 //! - `abi`: the cdylib `target/release/libtxform_passthrough.so` loaded with
 //!   `txform::plugin::load_plugin`, its instance called through the `TransformObj` trait object
-//!   (vtable call, `catch_unwind` guard, `RResult`);
+//!   (vtable call, `catch_unwind` guard, `RResult`, and one `Host` vtable call per output);
 //! - `chain`: the same library through `txform::plugin::Chain::run`, what the host does per batch
 //!   (output index validation and the move of the outputs out of the plugin's `Output`).
 //!
@@ -141,7 +141,7 @@ fn plugin_call(c: &mut Criterion) {
                 b.iter(|| {
                     out.clear();
                     via_abi
-                        .transform(RSlice::from_slice(black_box(records)), &mut out)
+                        .transform(RSlice::from_slice(black_box(records)), out.as_host())
                         .into_result()
                         .unwrap_or_else(|e| panic!("plugin transform: {e}"));
                     black_box(out.records().len())

@@ -48,6 +48,48 @@ enum Command {
         /// Path of the pipeline configuration.
         config: PathBuf,
     },
+    /// Describe a plugin library: name, version, the plugin-api it was built against, whether this
+    /// txform can load it (and if not, why), and its configuration documentation. Exit code 2 when
+    /// it cannot be loaded.
+    Inspect {
+        /// Path of the plugin library (`.so`).
+        plugin: PathBuf,
+    },
+    /// Plugin development: `txform plugin new NAME` writes a ready plugin crate.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+    /// Run a pipeline's chain, or one plugin, offline (no broker) on records from a JSONL file, through
+    /// the same chain code as `run`; print outputs, rejections or the call's error as JSONL. With
+    /// `--expect`, print a diff and exit 1 on a mismatch.
+    Test {
+        /// A pipeline file (`.toml`) or a plugin library.
+        target: PathBuf,
+        /// Input records, one JSON object per line; `-` reads standard input.
+        #[arg(long)]
+        input: PathBuf,
+        /// Expected output lines; compared as JSON values, line by line.
+        #[arg(long)]
+        expect: Option<PathBuf>,
+        /// The plugin's configuration as JSON, when TARGET is a plugin library.
+        #[arg(long, default_value = "{}")]
+        config: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Write a plugin crate NAME in the current directory (or --dir): Cargo.toml, a commented
+    /// transform with its config and a test, sample records with their expected output, a pipeline.
+    New {
+        name: String,
+        #[arg(long, value_enum, default_value = "map")]
+        template: txform::scaffold::Template,
+        /// Where to create the crate's directory.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -78,6 +120,41 @@ fn run(command: Command) -> Result<(), (u8, String)> {
             );
             Ok(())
         }
+        Command::Inspect { plugin } => {
+            let inspection = plugin::inspect(&plugin);
+            print!("{}", inspection.report);
+            if inspection.loadable {
+                Ok(())
+            } else {
+                Err((
+                    EXIT_CONFIG,
+                    format!("{} cannot be loaded", plugin.display()),
+                ))
+            }
+        }
+        Command::Plugin {
+            command:
+                PluginCommand::New {
+                    name,
+                    template,
+                    dir,
+                },
+        } => {
+            let root = txform::scaffold::new_plugin(&dir, &name, template)
+                .map_err(|e| (EXIT_CONFIG, format!("{e:#}")))?;
+            println!(
+                "created {}: `cargo build --release && cargo test`, then \
+                 `txform test sample/pipeline.toml --input sample/records.jsonl --expect sample/expected.jsonl`",
+                root.display()
+            );
+            Ok(())
+        }
+        Command::Test {
+            target,
+            input,
+            expect,
+            config,
+        } => offline_test(&target, &input, expect.as_deref(), config),
         Command::Run {
             config,
             instance_id,
@@ -109,6 +186,65 @@ fn run(command: Command) -> Result<(), (u8, String)> {
                 .map_err(|e| (e.exit_code(), e.to_string()))
         }
     }
+}
+
+/// `txform test`: exit 0 when the run matched (or nothing was expected), 1 on a mismatch, 2 when the
+/// chain, the input or the expectation cannot be read.
+fn offline_test(
+    target: &std::path::Path,
+    input: &std::path::Path,
+    expect: Option<&std::path::Path>,
+    config_json: String,
+) -> Result<(), (u8, String)> {
+    use txform::offline::{self, jsonl, Target};
+    let config_error = |e: String| (EXIT_CONFIG, e);
+    let target = if target.extension().is_some_and(|e| e == "toml") {
+        Target::Pipeline(target)
+    } else {
+        Target::Plugin {
+            path: target,
+            config_json,
+        }
+    };
+    let mut chain = offline::load_chain(&target).map_err(|e| config_error(format!("{e:#}")))?;
+    let text = read_input(input).map_err(config_error)?;
+    let records = jsonl::parse_records(&text, &input.display().to_string())
+        .map_err(|e| config_error(e.to_string()))?;
+    let lines = offline::run(&mut chain, &records);
+    let Some(expect) = expect else {
+        for line in &lines {
+            println!("{line}");
+        }
+        return Ok(());
+    };
+    let text = read_input(expect).map_err(config_error)?;
+    let expected = offline::parse_expected(&text, &expect.display().to_string())
+        .map_err(|e| config_error(e.to_string()))?;
+    match offline::diff(&expected, &lines) {
+        None => {
+            println!("ok: {} lines as expected", lines.len());
+            Ok(())
+        }
+        Some(diff) => {
+            print!("{diff}");
+            Err((1, format!("the output differs from {}", expect.display())))
+        }
+    }
+}
+
+/// A file's text, or standard input's for `-`.
+fn read_input(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    if path == std::path::Path::new("-") {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| format!("cannot read standard input: {e}"))?;
+    } else {
+        text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    }
+    Ok(text)
 }
 
 fn load(

@@ -10,11 +10,12 @@ use std::sync::Once;
 use abi_stable::{
     prefix_type::PrefixTypeTrait,
     sabi_trait::TD_Opaque,
-    std_types::{RResult, RSlice, RStr},
+    std_types::{RResult, RSlice, RStr, RString},
 };
 
 use crate::abi::{
-    CallError, PluginInfo, PluginMod, PluginModRef, TransformBox, TransformObj, TransformObj_TO,
+    CallError, HostRef, PluginInfo, PluginMod, PluginModRef, TransformBox, TransformObj,
+    TransformObj_TO,
 };
 use crate::output::Output;
 use crate::record::Record;
@@ -24,36 +25,55 @@ use crate::transform::{Transform, TransformError};
 pub fn build_module<T: Transform>(info: PluginInfo) -> PluginModRef {
     PluginMod {
         info,
+        requires: RSlice::EMPTY,
         new_transform: new_transform::<T>,
+        config_doc: config_doc::<T>,
     }
     .leak_into_prefix()
 }
 
-extern "C" fn new_transform<T: Transform>(
+/// Creates a guarded instance of `T` from its JSON configuration: the root module's constructor.
+pub extern "C" fn new_transform<T: Transform>(
     config_json: RStr<'_>,
 ) -> RResult<TransformBox, CallError> {
-    let created = guarded(|| {
-        let config: T::Config = serde_json::from_str(config_json.as_str())
-            .map_err(|e| format!("invalid configuration: {e}"))?;
-        T::new(config)
-    });
-    created
-        .map(|instance| {
-            TransformObj_TO::from_value(Guarded(ManuallyDrop::new(instance)), TD_Opaque)
-        })
+    create::<T>(config_json.as_str())
+        .map(|instance| TransformObj_TO::from_value(instance, TD_Opaque))
         .into()
 }
 
+/// Parses the configuration and creates the instance, both under the guard.
+pub(crate) fn create<T: Transform>(config_json: &str) -> Result<Guarded<T>, CallError> {
+    guarded(|| {
+        let config: T::Config =
+            serde_json::from_str(config_json).map_err(|e| format!("invalid configuration: {e}"))?;
+        T::new(config)
+    })
+    .map(|instance| Guarded {
+        instance: ManuallyDrop::new(instance),
+        out: Output::new(),
+    })
+}
+
+extern "C" fn config_doc<T: Transform>() -> RString {
+    // Documentation is a constant in practice; a panic here must still not cross the boundary.
+    guarded(|| Ok(T::config_doc())).unwrap_or_default().into()
+}
+
 /// A transform instance whose every call, and its drop, is guarded.
-struct Guarded<T>(ManuallyDrop<T>);
+pub(crate) struct Guarded<T> {
+    instance: ManuallyDrop<T>,
+    /// What the instance emits during a call, handed to the host once the call succeeded (so a failed
+    /// call gives the host nothing); kept to reuse its allocation.
+    out: Output,
+}
 
 /// The host drops instances through abi_stable's `extern "C"` destructor, where a panic aborts the
 /// process: a clean stop would end in an abort. The panic is caught here and reported on stderr
 /// (there is no call to return it from).
 impl<T> Drop for Guarded<T> {
     fn drop(&mut self) {
-        // SAFETY: `self.0` is taken once, here, and never used again.
-        let instance = unsafe { ManuallyDrop::take(&mut self.0) };
+        // SAFETY: `self.instance` is taken once, here, and never used again.
+        let instance = unsafe { ManuallyDrop::take(&mut self.instance) };
         if let Err(error) = guarded(move || {
             drop(instance);
             Ok(())
@@ -66,13 +86,31 @@ impl<T> Drop for Guarded<T> {
     }
 }
 
+impl<T: Transform> Guarded<T> {
+    /// One guarded call: the transform fills `self.out`, which goes to `host` only on success.
+    pub(crate) fn call(
+        &mut self,
+        batch: &[Record<'_>],
+        mut host: HostRef<'_>,
+    ) -> Result<(), CallError> {
+        self.out.clear();
+        let Guarded { instance, out } = self;
+        let result = guarded(|| instance.transform(batch, out));
+        match result {
+            Ok(()) => out.hand_to(&mut host),
+            Err(_) => out.clear(),
+        }
+        result
+    }
+}
+
 impl<T: Transform> TransformObj for Guarded<T> {
     fn transform(
         &mut self,
         batch: RSlice<'_, Record<'_>>,
-        out: &mut Output,
+        host: HostRef<'_>,
     ) -> RResult<(), CallError> {
-        guarded(|| self.0.transform(batch.as_slice(), out)).into()
+        self.call(batch.as_slice(), host).into()
     }
 }
 
@@ -104,7 +142,7 @@ fn install_panic_hook() {
 }
 
 /// Runs `f`, turning its error or panic into a [`CallError`].
-fn guarded<R>(f: impl FnOnce() -> Result<R, TransformError>) -> Result<R, CallError> {
+pub(crate) fn guarded<R>(f: impl FnOnce() -> Result<R, TransformError>) -> Result<R, CallError> {
     install_panic_hook();
     let was_guarded = IN_GUARD.with(|g| g.replace(true));
     let result = catch_unwind(AssertUnwindSafe(f));
@@ -158,7 +196,10 @@ mod tests {
 
     #[test]
     fn a_panic_in_drop_is_caught() {
-        drop(Guarded(ManuallyDrop::new(PanicsInDrop)));
+        drop(Guarded {
+            instance: ManuallyDrop::new(PanicsInDrop),
+            out: Output::new(),
+        });
     }
 
     #[test]

@@ -32,23 +32,65 @@
 //! constructor and every call in `catch_unwind`, so a panic becomes an error value with `panicked = true`;
 //! the host then aborts the transaction and re-creates the instance before retrying.
 //!
-//! # Compatibility
-//! The host checks, at load time, that the plugin was built against a compatible version of this crate
-//! (for 0.x: same minor version, patch at least the host's) and that every type crossing the boundary has
-//! the same layout. Evolution rules: never remove or reorder fields of the types in [`abi`]; new root-module
-//! functions go after the last prefix field of [`abi::PluginMod`] and are optional for old plugins.
+//! # Testing a transform
+//! [`TestDriver`] runs batches of [`TestRecord`]s through the export macro's guard in `cargo test`, so
+//! errors, panics and rejections behave as in the host; `txform test` runs a built plugin (or a whole
+//! pipeline's chain) offline on records from a JSONL file.
+//!
+//! # Compatibility and evolution rules
+//! A plugin and a host are compatible when they were built against the same *ABI line* of this crate
+//! ([`ABI_LINE`], `0.2`): any two 0.2.x versions load each other, in either direction, as long as
+//! every change between them followed these rules. abi_stable checks the layouts at load time.
+//!
+//! 1. **Frozen value types.** [`Record`], [`Header`], [`OutRecord`], [`OutHeader`], [`Rejection`],
+//!    [`CallError`] and [`PluginInfo`] never change within the line: no field added, removed,
+//!    reordered or retyped. New per-record input data comes through new [`abi::Host`] methods, new
+//!    per-output data through new `Host` methods that take it alongside an `OutRecord`.
+//! 2. **Prefix types grow at the end.** [`abi::PluginMod`] (the root module), the vtable of
+//!    [`abi::TransformObj`] (what the host calls) and the vtable of [`abi::Host`] (what the plugin
+//!    calls) only gain fields or methods after their last field; nothing before moves. The root
+//!    module uses `missing_field(option)`: a field an older plugin lacks reads as `None`, never a panic.
+//! 3. **Every added method has a default body** (`#[sabi_trait]` runs it when the other side's vtable
+//!    lacks the method): on `TransformObj` the default is what an older plugin would do (a lifecycle
+//!    callback such as partitions assigned or revoked, or transaction aborted, does nothing); on `Host`
+//!    it answers "not supported", and this crate degrades where that is safe (e.g. a zero-copy
+//!    "forward this input unchanged" output becomes an emitted copy) or fails the call with a message.
+//! 4. **What cannot degrade is declared.** A capability a plugin cannot run without (e.g. per-partition
+//!    state whose changes commit in the transaction) gets a name in [`HOST_FEATURES`] in the version
+//!    that adds it; the export macro lists the ones a plugin uses in [`abi::PluginMod::requires`], and
+//!    an older host, which does not know the name, refuses the plugin at load time in one line.
+//! 5. **[`Output`] and [`Transform`] are not the ABI.** They live inside the plugin and may grow
+//!    freely (new trait methods with default bodies); the guard maps them onto what the host offers.
+//! 6. Anything else (changing a frozen type, a prefix, a signature) starts a new ABI line (0.3):
+//!    abi_stable then refuses old plugins by version, with both versions in the message.
+//!
+//! A plugin built with `panic = "abort"` cannot have its panics caught, so the export macro records
+//! `cfg!(panic = "unwind")` in [`PluginInfo::panic_unwind`] and the host refuses such a plugin.
 
 #[allow(non_local_definitions)] // emitted by `#[sabi_trait]`
 pub mod abi;
+pub mod compat;
 mod guard;
 mod output;
 mod record;
+mod test_driver;
 mod transform;
 
-pub use abi::{CallError, PluginInfo, PluginMod, PluginModRef, TransformBox};
+pub use abi::{CallError, HostRef, PluginInfo, PluginMod, PluginModRef, TransformBox};
 pub use output::{OutHeader, OutRecord, Output, Rejection};
 pub use record::{Header, Record};
+pub use test_driver::{with_views, TestDriver, TestRecord};
 pub use transform::{Transform, TransformError};
+
+/// The full version of this crate, recorded in every plugin's [`PluginInfo::api_version`].
+pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The ABI line: the version abi_stable compares (same 0.minor loads). Changes only when the
+/// evolution rules are broken on purpose (see "Compatibility and evolution rules").
+pub const ABI_LINE: &str = "0.2.0";
+
+/// Host features a plugin may require (rule 4). None yet: 0.2.0 is the first line.
+pub const HOST_FEATURES: &[&str] = &[];
 
 // Re-exported so that plugin crates need no direct dependency on them.
 pub use serde;
@@ -59,10 +101,11 @@ pub use serde_json;
 #[doc(hidden)]
 pub const ROOT_MODULE_SYMBOL: &str = "_1as_0lib_1header_0root_bmodule_bloader";
 
-/// Implementation details used by [`export_transform!`]. Not part of the public API.
+/// Implementation details used by [`export_transform!`] (and by the test fixtures that build root
+/// modules by hand). Not part of the public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::guard::build_module;
+    pub use crate::guard::{build_module, new_transform};
     pub use abi_stable::library::{
         __call_root_module_loader, CheckTypeLayout, LibHeader, RootModuleResult,
     };
@@ -80,7 +123,11 @@ macro_rules! export_transform {
         #[allow(non_upper_case_globals)]
         pub static _1as_0lib_1header_0root_bmodule_bloader: $crate::__private::LibHeader = {
             fn plugin_info() -> $crate::PluginInfo {
-                $crate::PluginInfo::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
+                $crate::PluginInfo::new(
+                    env!("CARGO_PKG_NAME"),
+                    env!("CARGO_PKG_VERSION"),
+                    cfg!(panic = "unwind"),
+                )
             }
             fn root_module() -> $crate::PluginModRef {
                 $crate::__private::build_module::<$transform>(plugin_info())

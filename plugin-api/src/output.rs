@@ -1,15 +1,22 @@
 //! Output records, owned by the host once the call returns.
+//!
+//! [`OutRecord`], [`OutHeader`] and [`Rejection`] cross the boundary (one by one, through
+//! [`crate::abi::Host`]) and are frozen; [`Output`] never crosses it, so it may grow freely.
 
 use abi_stable::{
+    sabi_trait::TD_Opaque,
     std_types::{ROption, RString, RVec},
     StableAbi,
 };
 
+use crate::abi::{Host, HostRef, Host_TO};
 use crate::record::Record;
 
 /// Everything one transform call produced: outputs and per-record rejections.
-#[repr(C)]
-#[derive(StableAbi, Debug, Default)]
+///
+/// A plugin fills its own `Output`; the export macro's guard hands its contents to the host after a
+/// successful call. The host (and the test driver) collect into one through [`Output::as_host`].
+#[derive(Debug, Default)]
 pub struct Output {
     records: RVec<OutRecord>,
     rejections: RVec<Rejection>,
@@ -94,6 +101,31 @@ impl Output {
     pub fn clear(&mut self) {
         self.records.clear();
         self.rejections.clear();
+    }
+
+    /// This output as the host object of a call: what the plugin emits is appended here.
+    pub fn as_host(&mut self) -> HostRef<'_> {
+        Host_TO::from_ptr(self, TD_Opaque)
+    }
+
+    /// Moves the outputs and rejections to `host`, leaving `self` empty (its allocations kept).
+    pub(crate) fn hand_to(&mut self, host: &mut HostRef<'_>) {
+        for record in self.records.drain(..) {
+            host.emit(record);
+        }
+        for rejection in self.rejections.drain(..) {
+            host.reject(rejection);
+        }
+    }
+}
+
+impl Host for Output {
+    fn emit(&mut self, record: OutRecord) {
+        self.records.push(record);
+    }
+
+    fn reject(&mut self, rejection: Rejection) {
+        self.rejections.push(rejection);
     }
 }
 

@@ -25,4 +25,10 @@ pub trait Transform: Send + Sized + 'static {
     /// Transforms `batch`: call [`Output::emit`] with the input's index for each output (0..n per
     /// input), or [`Output::reject`] to refuse a single input without failing the batch.
     fn transform(&mut self, batch: &[Record<'_>], out: &mut Output) -> Result<(), TransformError>;
+
+    /// Documentation of [`Transform::Config`] for `txform inspect`: a table of keys, types,
+    /// defaults and meanings, or a JSON schema. Empty when the plugin documents nothing.
+    fn config_doc() -> String {
+        String::new()
+    }
 }

@@ -37,9 +37,20 @@ impl Plugin {
         Plugin::Built("libtxform_fixture_incompatible.so".into())
     }
 
-    /// The fixture built against plugin-api 0.0.1 (tests/fixtures/old-version-plugin).
+    /// The fixture built against plugin-api 0.1.0 (tests/fixtures/old-version-plugin).
     pub fn old_version_fixture() -> Plugin {
         Plugin::Built("libtxform_fixture_old_version.so".into())
+    }
+
+    /// The fixture whose root module has only the 0.2 prefix (tests/fixtures/prefix-only-plugin).
+    pub fn prefix_only_fixture() -> Plugin {
+        Plugin::Built("libtxform_fixture_prefix_only.so".into())
+    }
+
+    /// The fixture built against a later 0.2.9 that needs a missing host feature
+    /// (tests/fixtures/newer-plugin).
+    pub fn newer_fixture() -> Plugin {
+        Plugin::Built("libtxform_fixture_newer.so".into())
     }
 
     /// The path written to the pipeline file; a built library must exist and be newer than its
@@ -312,6 +323,8 @@ mod tests {
             Plugin::fault(),
             Plugin::incompatible_fixture(),
             Plugin::old_version_fixture(),
+            Plugin::prefix_only_fixture(),
+            Plugin::newer_fixture(),
         ] {
             let Plugin::Built(file) = plugin else {
                 panic!("a built library");

@@ -246,7 +246,9 @@ impl Stage {
     fn call(&mut self, batch: &[Record<'_>], out: &mut Output) -> Result<(), StageFailure> {
         out.clear();
         let started = Instant::now();
-        let result = self.instance.transform(RSlice::from_slice(batch), out);
+        let result = self
+            .instance
+            .transform(RSlice::from_slice(batch), out.as_host());
         if let Some(timer) = &self.timer {
             timer.observe(started.elapsed().as_secs_f64());
         }
@@ -430,7 +432,9 @@ mod tests {
 
     fn chain(stages: &[(&str, serde_json::Value)]) -> Chain {
         let module = txform_plugin_api::__private::build_module::<Script>(PluginInfo::new(
-            "script", "0.3.1",
+            "script",
+            "0.3.1",
+            cfg!(panic = "unwind"),
         ));
         let stages = stages
             .iter()

@@ -6,7 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
-use abi_stable::library::{lib_header_from_path, LibraryError};
+use abi_stable::abi_stability::abi_checking::check_layout_compatibility;
+use abi_stable::library::{lib_header_from_path, LibHeader, LibraryError};
+use abi_stable::StableAbi;
+use txform_plugin_api::compat::{self, Refusal};
 use txform_plugin_api::{PluginModRef, ROOT_MODULE_SYMBOL};
 
 /// Why a plugin file could not be used.
@@ -20,19 +23,58 @@ pub enum LoadError {
     NotAPlugin { path: PathBuf },
     #[error("plugin {} was built against an incompatible txform-plugin-api: {reason}; rebuild it against this host's plugin-api", path.display())]
     Incompatible { path: PathBuf, reason: String },
+    #[error("plugin {} cannot run in this host: {refusal}", path.display())]
+    Refused { path: PathBuf, refusal: Refusal },
 }
 
-/// Loads the plugin library at `path` and checks its ABI against this host's plugin-api.
+/// Loads the plugin library at `path` and checks its ABI against this host's plugin-api: the
+/// layouts (abi_stable), then what a newer plugin needs and how it was built ([`compat::check`]).
 pub fn load_plugin(path: &Path) -> Result<PluginModRef, LoadError> {
+    let module = open_plugin(path)?;
+    refusal(path, module).map_or(Ok(module), Err)
+}
+
+/// Why this host refuses a plugin whose layouts it accepted, if it does.
+pub fn refusal(path: &Path, module: PluginModRef) -> Option<LoadError> {
+    compat::check(module)
+        .err()
+        .map(|refusal| LoadError::Refused {
+            path: path.to_path_buf(),
+            refusal,
+        })
+}
+
+/// Opens the library and checks its version and layouts, so its root module can be read; whether
+/// this host may run it is [`refusal`]'s answer.
+pub fn open_plugin(path: &Path) -> Result<PluginModRef, LoadError> {
     if !path.exists() {
         return Err(LoadError::NotFound {
             path: path.to_path_buf(),
         });
     }
     let header = lib_header_from_path(path).map_err(|e| classify(path, e))?;
+    let module = match header.init_root_module::<PluginModRef>() {
+        Ok(module) => module,
+        Err(LibraryError::AbiInstability(_)) if is_older_of_this_line(header) => {
+            // SAFETY: the version was checked by `init_root_module` (it fails on the version before
+            // it compares layouts), and the layouts by `is_older_of_this_line`.
+            unsafe { header.init_root_module_with_unchecked_layout::<PluginModRef>() }
+                .map_err(|e| classify(path, e))?
+        }
+        Err(error) => return Err(classify(path, error)),
+    };
+    Ok(module)
+}
+
+/// abi_stable checks the host's layouts as the interface and the plugin's as the implementation,
+/// which lets a plugin's prefix types (root module, vtables) be *longer* than the host's: a newer
+/// plugin of the line. An older plugin, whose prefix types are shorter, is checked with the roles
+/// swapped: every field both have must still agree exactly, and the fields it lacks read as `None`
+/// (its vtables carry their own length, which every accessor consults at run time).
+fn is_older_of_this_line(header: &LibHeader) -> bool {
     header
-        .init_root_module::<PluginModRef>()
-        .map_err(|e| classify(path, e))
+        .layout()
+        .is_some_and(|plugin| check_layout_compatibility(plugin, PluginModRef::LAYOUT).is_ok())
 }
 
 fn classify(path: &Path, error: LibraryError) -> LoadError {

@@ -4,7 +4,9 @@
 //! `Record` views in and `OutRecord`s out.
 
 mod chain;
+mod inspect;
 mod loader;
 
 pub use chain::{Chain, ChainError, ChainOutput, Rejected, StageFailure};
+pub use inspect::inspect;
 pub use loader::{load_plugin, LoadError};

@@ -26,6 +26,12 @@ impl Transform for Passthrough {
         Ok(Passthrough { config })
     }
 
+    fn config_doc() -> String {
+        "keep_partition  bool    default false  produce each record to the partition number it was read from\n\
+         topic           string  optional       output topic; the pipeline's sink.topic when unset"
+            .to_string()
+    }
+
     fn transform(&mut self, batch: &[Record<'_>], out: &mut Output) -> Result<(), TransformError> {
         for (index, record) in batch.iter().enumerate() {
             let mut copy = OutRecord::from_input(record);

@@ -6,6 +6,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use txform_plugin_api::{OutRecord, Record};
 use txform_tests::{bootstrap, run_command, CommandResult, Plugin, TestEnv};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -234,9 +235,72 @@ fn plugin_built_against_an_older_api_version() {
                 "plugin {} was built against an incompatible txform-plugin-api: ",
                 plugin.display()
             ),
-            "0.0.1",
-            "0.1.0",
+            "it was built against plugin-api 0.1.0, this host needs 0.2.0",
         ],
+    );
+}
+
+#[test]
+fn plugin_built_against_a_later_api_needing_a_missing_feature() {
+    let env = TestEnv::offline("config-newer");
+    let plugin = Plugin::newer_fixture().path();
+    let config = write(&env, &pipeline_text(&plugin.display().to_string(), false));
+    for command in ["validate", "run"] {
+        let message = assert_refused(&txform(command, &config), &[]);
+        // The longer root module passed abi_stable's layout check; the refusal is the host's own.
+        assert_eq!(
+            message,
+            format!(
+                "txform: {}:{TRANSFORM_LINE}: transform `copy`: plugin {} cannot run in this host: it was \
+                 built against txform-plugin-api 0.2.9 and needs host features this txform lacks \
+                 (state-stores); this host's plugin-api is {}: upgrade txform",
+                config.display(),
+                plugin.display(),
+                txform_plugin_api::API_VERSION
+            )
+        );
+    }
+}
+
+#[test]
+fn plugin_with_only_the_abi_prefix_loads() {
+    let env = TestEnv::offline("config-prefix-only");
+    let plugin = Plugin::prefix_only_fixture().path();
+    let config = write(&env, &pipeline_text(&plugin.display().to_string(), false));
+    let result = txform("validate", &config);
+    assert_eq!(result.code(), Some(0), "stderr:\n{}", result.stderr);
+    assert!(
+        result
+            .stdout
+            .contains("ok; chain: copy (txform-fixture-prefix-only 0.0.0)"),
+        "{}",
+        result.stdout
+    );
+
+    // It runs through the host's chain, and the root-module field it lacks reads as absent.
+    let module = txform::plugin::load_plugin(&plugin).expect("the prefix-only fixture loads");
+    assert!(module.config_doc().is_none());
+    assert_eq!(txform_plugin_api::compat::config_doc(module), None);
+    let spec = txform::config::TransformSpec {
+        name: "upper".into(),
+        plugin: plugin.clone(),
+        config_json: "{}".into(),
+        line: 1,
+    };
+    let mut chain = txform::plugin::Chain::load(&[spec], |line| format!("test:{line}"))
+        .expect("the chain loads");
+    let batch = [
+        Record::new("in", 0, 7, Some(5), Some(b"k"), Some(b"ab"), &[]),
+        Record::new("in", 0, 8, None, None, None, &[]),
+    ];
+    let out = chain.run(&batch).expect("the call succeeds");
+    let mut expected = OutRecord::new("AB").with_key("k").with_timestamp(5);
+    expected.input = 0;
+    assert_eq!(out.records.as_slice(), [expected]);
+    assert_eq!(out.rejected.len(), 1);
+    assert_eq!(
+        (out.rejected[0].input, out.rejected[0].reason.as_str()),
+        (1, "no value")
     );
 }
 
