@@ -132,10 +132,13 @@ impl Launcher {
         let workspace = workspace_dir();
         let release = target_dir().join("release");
         let needs = |f: fn(System) -> bool| options.systems.iter().any(|s| f(*s));
-        let txform_dir = options
-            .txform_dir
-            .clone()
-            .unwrap_or_else(|| release.clone());
+        // Absolute: the pipeline files name the plugin, and txform resolves relative plugin paths
+        // against the pipeline file's own directory.
+        let txform_dir = match &options.txform_dir {
+            Some(dir) => std::fs::canonicalize(dir)
+                .with_context(|| format!("--txform-dir {}", dir.display()))?,
+            None => release.clone(),
+        };
         if needs(System::uses_txform) && !options.skip_build && options.txform_dir.is_none() {
             // Always the release build of the host and the plugin that is measured, never a stale one.
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
