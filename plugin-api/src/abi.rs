@@ -10,7 +10,7 @@ use abi_stable::{
     library::RootModule,
     sabi_trait,
     sabi_types::{RMut, VersionStrings},
-    std_types::{RBox, RResult, RSlice, RStr, RString},
+    std_types::{RBox, ROption, RResult, RSlice, RStr, RString, RVec},
     StableAbi,
 };
 
@@ -86,6 +86,13 @@ pub trait TransformObj: Send {
         batch: RSlice<'_, Record<'_>>,
         host: HostRef<'_>,
     ) -> RResult<(), CallError>;
+
+    /// Names of the state stores this instance reads and writes through [`Host::state_get`] and
+    /// friends (added in 0.2.1). The host creates or checks one changelog topic per name and restores
+    /// each store before the instance sees a record of its partition. An older plugin has none.
+    fn stores(&self) -> RVec<RString> {
+        RVec::new()
+    }
 }
 
 /// An owned, type-erased transform instance.
@@ -104,7 +111,58 @@ pub trait Host {
     /// Takes one rejection of an input record.
     #[sabi(last_prefix_field)]
     fn reject(&mut self, rejection: Rejection);
+
+    /// Produces the input at `input` unchanged (key, value, headers, timestamp), without the plugin
+    /// copying its bytes; `topic` and `partition` override the host's defaults as in [`OutRecord`].
+    /// Added in 0.2.1. Returns false when the host cannot forward (an older host): the plugin then
+    /// emits a copy instead.
+    fn forward(&mut self, input: u32, topic: ROption<RString>, partition: ROption<i32>) -> bool {
+        let _ = (input, topic, partition);
+        false
+    }
+
+    /// The value of `key` in the state store `store`, in the partition of the input at `input` (the
+    /// source partition that record came from), as of the last commit plus this transaction's own
+    /// writes. Added in 0.2.1, with the `state-stores` host feature.
+    fn state_get(
+        &mut self,
+        store: RStr<'_>,
+        input: u32,
+        key: RSlice<'_, u8>,
+    ) -> RResult<ROption<RVec<u8>>, RString> {
+        let _ = (store, input, key);
+        RResult::RErr(RString::from(NO_STATE))
+    }
+
+    /// Sets `key` to `value` in `store`, in the partition of the input at `input`. The change
+    /// commits with the transaction's outputs and offsets, or vanishes with its abort.
+    fn state_put(
+        &mut self,
+        store: RStr<'_>,
+        input: u32,
+        key: RSlice<'_, u8>,
+        value: RSlice<'_, u8>,
+    ) -> RResult<(), RString> {
+        let _ = (store, input, key, value);
+        RResult::RErr(RString::from(NO_STATE))
+    }
+
+    /// Deletes `key` from `store`, in the partition of the input at `input` (a tombstone in the
+    /// changelog).
+    fn state_delete(
+        &mut self,
+        store: RStr<'_>,
+        input: u32,
+        key: RSlice<'_, u8>,
+    ) -> RResult<(), RString> {
+        let _ = (store, input, key);
+        RResult::RErr(RString::from(NO_STATE))
+    }
 }
+
+/// What a host without state stores answers (see rule 4 of the evolution rules: a plugin that uses
+/// state requires the `state-stores` feature, so only a misbuilt plugin ever sees this).
+pub const NO_STATE: &str = "this host has no state stores";
 
 /// The host object as passed to one call.
 pub type HostRef<'a> = Host_TO<'a, RMut<'a, ()>>;
