@@ -97,7 +97,7 @@ impl<T: Transform> Guarded<T> {
         let Guarded { instance, out } = self;
         let result = guarded(|| instance.transform(batch, out));
         match result {
-            Ok(()) => out.hand_to(&mut host),
+            Ok(()) => out.hand_to(batch, &mut host),
             Err(_) => out.clear(),
         }
         result
@@ -210,5 +210,160 @@ mod tests {
         let err = guarded::<()>(|| panic!("boom {}", 7)).unwrap_err();
         let expected = format!("boom 7 (at {}:{line})", file!());
         assert_eq!(err, CallError::panicked(expected));
+    }
+}
+
+#[cfg(test)]
+mod forward_tests {
+    use abi_stable::std_types::{ROption, RString};
+
+    use super::*;
+    use crate::abi::{Host, Host_TO};
+    use crate::output::{Forward, OutRecord, Rejection};
+    use crate::test_driver::{with_views, TestDriver, TestRecord};
+    use crate::TransformError;
+
+    /// Emits "e0", forwards input 1, emits "e2", forwards input 0 to topic t partition 7, forwards
+    /// input 9 (past the batch), rejects input 2.
+    struct Mixed;
+
+    impl Transform for Mixed {
+        type Config = serde_json::Value;
+        fn new(_: Self::Config) -> Result<Self, TransformError> {
+            Ok(Mixed)
+        }
+        fn transform(
+            &mut self,
+            _batch: &[Record<'_>],
+            out: &mut Output,
+        ) -> Result<(), TransformError> {
+            out.emit(0, OutRecord::new("e0"));
+            out.forward(1);
+            out.emit(2, OutRecord::new("e2"));
+            out.forward_to(0, Forward::to_topic("t").with_partition(7));
+            out.forward(9);
+            out.reject(2, "no");
+            Ok(())
+        }
+    }
+
+    /// What a host was handed, in order.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Handed {
+        Emit(OutRecord),
+        Forward(u32, Option<String>, Option<i32>),
+        Reject(u32),
+    }
+
+    /// A host that takes forwards (or, with `forwards = false`, answers as an older host does).
+    struct Recording {
+        forwards: bool,
+        handed: Vec<Handed>,
+    }
+
+    impl Host for Recording {
+        fn emit(&mut self, record: OutRecord) {
+            self.handed.push(Handed::Emit(record));
+        }
+        fn reject(&mut self, rejection: Rejection) {
+            self.handed.push(Handed::Reject(rejection.input));
+        }
+        fn forward(
+            &mut self,
+            input: u32,
+            topic: ROption<RString>,
+            partition: ROption<i32>,
+        ) -> bool {
+            if self.forwards {
+                let topic = topic.map(|t| t.into_string()).into_option();
+                let partition = partition.into_option();
+                self.handed.push(Handed::Forward(input, topic, partition));
+            }
+            self.forwards
+        }
+    }
+
+    fn inputs() -> Vec<TestRecord> {
+        vec![
+            TestRecord::value("v0").with_key("k0").with_timestamp(100),
+            TestRecord::value("v1")
+                .with_header("h\u{FFFD}", Some(b"x".to_vec()))
+                .with_header("n", None)
+                .at("src", 3, 41)
+                .with_timestamp(101),
+            TestRecord::tombstone(),
+        ]
+    }
+
+    fn call(forwards: bool) -> Vec<Handed> {
+        let mut guarded = create::<Mixed>("{}").unwrap();
+        let mut host = Recording {
+            forwards,
+            handed: Vec::new(),
+        };
+        with_views(&inputs(), |views| {
+            guarded
+                .call(views, Host_TO::from_ptr(&mut host, TD_Opaque))
+                .unwrap()
+        });
+        host.handed
+    }
+
+    fn emitted(input: u32, record: OutRecord) -> Handed {
+        Handed::Emit(OutRecord { input, ..record })
+    }
+
+    #[test]
+    fn forwards_reach_a_forwarding_host_in_order() {
+        assert_eq!(
+            call(true),
+            [
+                emitted(0, OutRecord::new("e0")),
+                Handed::Forward(1, None, None),
+                emitted(2, OutRecord::new("e2")),
+                Handed::Forward(0, Some("t".into()), Some(7)),
+                Handed::Forward(9, None, None),
+                Handed::Reject(2),
+            ]
+        );
+    }
+
+    /// The copy an older host gets is what the host would have produced: the input's key, value,
+    /// headers and timestamp, with the forward's route, in the forward's place.
+    #[test]
+    fn an_older_host_gets_copies_in_the_forwards_place() {
+        let v1 = OutRecord::new("v1")
+            .with_header("h\u{FFFD}", Some(b"x".to_vec()))
+            .with_header("n", None)
+            .with_timestamp(101);
+        let v0 = OutRecord::new("v0")
+            .with_key("k0")
+            .with_timestamp(100)
+            .with_topic("t")
+            .with_partition(7);
+        assert_eq!(
+            call(false),
+            [
+                emitted(0, OutRecord::new("e0")),
+                emitted(1, v1),
+                emitted(2, OutRecord::new("e2")),
+                emitted(0, v0),
+                // Past the batch: an empty record the host refuses by its index.
+                emitted(9, OutRecord::default()),
+                Handed::Reject(2),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_test_driver_shows_forwards_as_the_records_produced() {
+        let out = TestDriver::<Mixed>::new("{}").unwrap().run(&inputs()).unwrap();
+        let records: Vec<Handed> = out.records().iter().cloned().map(Handed::Emit).collect();
+        let expected: Vec<Handed> = call(false)
+            .into_iter()
+            .filter(|h| !matches!(h, Handed::Reject(_)))
+            .collect();
+        assert_eq!(records, expected);
+        assert!(out.forwards().is_empty());
     }
 }

@@ -27,6 +27,15 @@
 //! the plugin answers with owned [`OutRecord`]s, each tagged with the index of the input it came from, so
 //! the host can attribute every output (and every failure) to a source offset.
 //!
+//! # Forwarding an input unchanged
+//! A transform that passes inputs on as they are (a passthrough, a filter, a router) should call
+//! [`Output::forward`] (or [`Output::forward_to`] with a [`Forward`] naming a topic or partition)
+//! instead of emitting [`OutRecord::from_input`]: the host then produces the fetched message's own
+//! key, value, headers and timestamp without the plugin copying them. The outcome is the same
+//! either way; forwarded and emitted outputs keep the order they were made in. A host older than
+//! 0.2.1 cannot forward, and gets the copy instead (rule 3 below); so does [`TestDriver`], whose
+//! outputs are therefore the records a host would produce.
+//!
 //! # Safety net
 //! A panic that crosses an `extern "C"` boundary ends the whole process. [`export_transform!`] wraps the
 //! constructor and every call in `catch_unwind`, so a panic becomes an error value with `panicked = true`;
@@ -53,8 +62,8 @@
 //! 3. **Every added method has a default body** (`#[sabi_trait]` runs it when the other side's vtable
 //!    lacks the method): on `TransformObj` the default is what an older plugin would do (a lifecycle
 //!    callback such as partitions assigned or revoked, or transaction aborted, does nothing); on `Host`
-//!    it answers "not supported", and this crate degrades where that is safe (e.g. a zero-copy
-//!    "forward this input unchanged" output becomes an emitted copy) or fails the call with a message.
+//!    it answers "not supported", and this crate degrades where that is safe (a zero-copy
+//!    [`Output::forward`] becomes an emitted copy of the input) or fails the call with a message.
 //! 4. **What cannot degrade is declared.** A capability a plugin cannot run without (e.g. per-partition
 //!    state whose changes commit in the transaction) gets a name in [`HOST_FEATURES`] in the version
 //!    that adds it; the export macro lists the ones a plugin uses in [`abi::PluginMod::requires`], and
@@ -77,7 +86,7 @@ mod test_driver;
 mod transform;
 
 pub use abi::{CallError, HostRef, PluginInfo, PluginMod, PluginModRef, TransformBox};
-pub use output::{OutHeader, OutRecord, Output, Rejection};
+pub use output::{Forward, Forwarded, OutHeader, OutRecord, Output, Rejection};
 pub use record::{Header, Record};
 pub use test_driver::{with_views, TestDriver, TestRecord};
 pub use transform::{Transform, TransformError};

@@ -1,7 +1,8 @@
 //! Output records, owned by the host once the call returns.
 //!
 //! [`OutRecord`], [`OutHeader`] and [`Rejection`] cross the boundary (one by one, through
-//! [`crate::abi::Host`]) and are frozen; [`Output`] never crosses it, so it may grow freely.
+//! [`crate::abi::Host`]) and are frozen; [`Output`] and [`Forward`] never cross it, so they may grow
+//! freely.
 
 use abi_stable::{
     sabi_trait::TD_Opaque,
@@ -15,11 +16,31 @@ use crate::record::Record;
 /// Everything one transform call produced: outputs and per-record rejections.
 ///
 /// A plugin fills its own `Output`; the export macro's guard hands its contents to the host after a
-/// successful call. The host (and the test driver) collect into one through [`Output::as_host`].
+/// successful call, emitted and forwarded outputs in the order the plugin made them. The test
+/// driver collects into one through [`Output::as_host`]; as a host it cannot forward, so forwarded
+/// outputs arrive there as the copies the host would produce.
 #[derive(Debug, Default)]
 pub struct Output {
     records: RVec<OutRecord>,
+    forwards: Vec<Forwarded>,
     rejections: RVec<Rejection>,
+}
+
+/// Where a forwarded input goes; unset fields fall back to the host's defaults, as in an
+/// [`OutRecord`] (the pipeline's output topic, the producer's partitioner).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Forward {
+    pub topic: Option<String>,
+    pub partition: Option<i32>,
+}
+
+/// One forwarded input of an [`Output`], made after its first `at` emitted records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forwarded {
+    /// Index of the forwarded input in the batch.
+    pub input: u32,
+    pub to: Forward,
+    at: usize,
 }
 
 /// A record to produce. Unset fields fall back to the host's defaults: the pipeline's output topic, the
@@ -66,6 +87,23 @@ impl Output {
         self.records.push(record);
     }
 
+    /// Produces the input at `input` (its index in the batch) unchanged: its key, value, headers and
+    /// timestamp, to the host's default topic and partition. The host produces it from the fetched
+    /// message itself, without the plugin copying its bytes (cheaper than emitting
+    /// [`OutRecord::from_input`]); an older host gets that copy instead, so the outcome is the same.
+    pub fn forward(&mut self, input: usize) {
+        self.forward_to(input, Forward::default());
+    }
+
+    /// [`Output::forward`] to the topic and partition `to` names.
+    pub fn forward_to(&mut self, input: usize, to: Forward) {
+        self.forwards.push(Forwarded {
+            input: index_u32(input),
+            to,
+            at: self.records.len(),
+        });
+    }
+
     /// Rejects the input at `input` (its index in the batch) with a reason.
     pub fn reject(&mut self, input: usize, reason: impl Into<String>) {
         self.rejections.push(Rejection {
@@ -74,16 +112,24 @@ impl Output {
         });
     }
 
+    /// The emitted records (forwarded inputs are in [`Output::forwards`]).
     pub fn records(&self) -> &[OutRecord] {
         &self.records
+    }
+
+    /// The forwarded inputs, in order.
+    pub fn forwards(&self) -> &[Forwarded] {
+        &self.forwards
     }
 
     pub fn rejections(&self) -> &[Rejection] {
         &self.rejections
     }
 
-    /// Takes the outputs and rejections, leaving `self` empty.
+    /// Takes the emitted records and rejections, leaving `self` empty (forwarded inputs, which mean
+    /// something only next to their batch, are dropped).
     pub fn take(&mut self) -> (RVec<OutRecord>, RVec<Rejection>) {
+        self.forwards.clear();
         (
             std::mem::take(&mut self.records),
             std::mem::take(&mut self.rejections),
@@ -95,11 +141,13 @@ impl Output {
     pub fn recycle(&mut self, mut records: RVec<OutRecord>) {
         records.clear();
         self.records = records;
+        self.forwards.clear();
         self.rejections.clear();
     }
 
     pub fn clear(&mut self) {
         self.records.clear();
+        self.forwards.clear();
         self.rejections.clear();
     }
 
@@ -109,13 +157,71 @@ impl Output {
     }
 
     /// Moves the outputs and rejections to `host`, leaving `self` empty (its allocations kept).
-    pub(crate) fn hand_to(&mut self, host: &mut HostRef<'_>) {
-        for record in self.records.drain(..) {
+    /// Outputs keep their order; a forward the host cannot take (an older host answers false)
+    /// becomes an emitted copy of its input in `batch`.
+    pub(crate) fn hand_to(&mut self, batch: &[Record<'_>], host: &mut HostRef<'_>) {
+        let mut records = self.records.drain(..);
+        let mut handed = 0;
+        for forwarded in self.forwards.drain(..) {
+            for record in records.by_ref().take(forwarded.at - handed) {
+                host.emit(record);
+            }
+            handed = forwarded.at;
+            let Forwarded { input, to, .. } = forwarded;
+            let (topic, partition) = (to.topic.clone(), to.partition);
+            if !host.forward(input, topic.map(RString::from).into(), partition.into()) {
+                host.emit(to.copy_of(batch, input));
+            }
+        }
+        for record in records {
             host.emit(record);
         }
         for rejection in self.rejections.drain(..) {
             host.reject(rejection);
         }
+    }
+}
+
+impl Forward {
+    /// To `topic` instead of the pipeline's output topic.
+    pub fn to_topic(topic: impl Into<String>) -> Self {
+        Forward {
+            topic: Some(topic.into()),
+            partition: None,
+        }
+    }
+
+    /// To partition `partition` instead of the producer's partitioner's choice.
+    pub fn to_partition(partition: i32) -> Self {
+        Forward {
+            topic: None,
+            partition: Some(partition),
+        }
+    }
+
+    pub fn with_topic(mut self, topic: impl Into<String>) -> Self {
+        self.topic = Some(topic.into());
+        self
+    }
+
+    pub fn with_partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// What forwarding the input at `input` of `batch` here produces, as an emitted record: a
+    /// copy of it ([`OutRecord::from_input`]) with this route, attributed to `input`. An index
+    /// past the batch gives an empty record attributed to it, which the host refuses as it
+    /// refuses any output of an input that does not exist.
+    pub fn copy_of(&self, batch: &[Record<'_>], input: u32) -> OutRecord {
+        let mut copy = match batch.get(input as usize) {
+            Some(record) => OutRecord::from_input(record),
+            None => OutRecord::default(),
+        };
+        copy.input = input;
+        copy.topic = self.topic.clone().map(RString::from).into();
+        copy.partition = self.partition.into();
+        copy
     }
 }
 
