@@ -6,7 +6,7 @@ pub mod jsonl;
 use std::path::Path;
 
 use serde_json::{json, Value};
-use txform_plugin_api::{with_views, TestRecord};
+use txform_plugin_api::{with_views, Record, TestRecord};
 
 use crate::config::TransformSpec;
 use crate::plugin::Chain;
@@ -42,9 +42,19 @@ pub fn load_chain(target: &Target<'_>) -> anyhow::Result<Chain> {
 /// Runs the records through `chain` as one batch: the lines of its outputs and rejections, or the
 /// one line of the call's error (then nothing of the batch is output, as in a real run).
 pub fn run(chain: &mut Chain, records: &[TestRecord]) -> Vec<Value> {
-    match with_views(records, |views| chain.run(views)) {
-        Ok(output) => {
-            let mut lines: Vec<Value> = output.records.iter().map(jsonl::output_line).collect();
+    // A forwarded input is shown as the record it produces, so the lines are what a run produces.
+    let run = |views: &[Record<'_>]| {
+        chain.run(views).map(|output| {
+            let lines: Vec<Value> = output
+                .records
+                .iter()
+                .map(|out| jsonl::output_line(&out.to_record(views)))
+                .collect();
+            (lines, output)
+        })
+    };
+    match with_views(records, run) {
+        Ok((mut lines, output)) => {
             lines.extend(output.rejected.iter().map(|r| {
                 json!({"rejected": {"input": r.input, "transform": r.stage, "reason": r.reason}})
             }));

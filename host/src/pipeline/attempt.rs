@@ -172,7 +172,7 @@ impl Attempt<'_, '_> {
             rejected.insert(rejection.input as u32);
         }
         // Outputs of a rejected input go with it.
-        output.records.retain(|r| !rejected.contains(&r.input));
+        output.records.retain(|r| !rejected.contains(&r.input()));
         produce_outputs(
             self.producer,
             &self.pipeline.sink.topic,

@@ -2,7 +2,9 @@
 //!
 //! Everything a plugin chose is checked before it reaches rust-rdkafka, which panics on some of it
 //! (a topic name with a NUL byte) and would retry other parts forever (a topic name the broker
-//! refuses); header names are written as bytes (see `kafka::headers`).
+//! refuses); header names are written as bytes (see `kafka::headers`). A forwarded source record is
+//! produced from its fetched message (key, value, header list, timestamp), as a dead-letter record
+//! is, without an `OutRecord` in between.
 
 use std::time::Duration;
 
@@ -13,6 +15,8 @@ use rdkafka::message::{
 use rdkafka::producer::{BaseRecord, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
 use txform_plugin_api::{OutHeader, OutRecord};
+
+use crate::plugin::Produced;
 
 use crate::config::topic_name_problem;
 use crate::kafka::headers::{self, RawHeader};
@@ -48,6 +52,10 @@ pub enum ProduceFailure {
         partition: i32,
         partitions: Option<usize>,
     },
+    /// The chain checks every index against its batch, so this is the host's own bug, reported
+    /// instead of crashing or silently dropping the output.
+    #[error("an output of batch record {record}, which the batch does not have")]
+    NoSource { record: usize },
 }
 
 /// `": the topic has N partitions"`, or nothing when the count is unknown.
@@ -68,7 +76,8 @@ impl ProduceFailure {
         match self {
             ProduceFailure::Kafka { record, .. }
             | ProduceFailure::BadTopic { record, .. }
-            | ProduceFailure::NoPartition { record, .. } => *record,
+            | ProduceFailure::NoPartition { record, .. }
+            | ProduceFailure::NoSource { record } => *record,
         }
     }
 }
@@ -80,47 +89,92 @@ pub fn produce_outputs(
     default_topic: &str,
     batch: &Batch<'_>,
     first: usize,
-    records: &[OutRecord],
+    outputs: &[Produced],
     missing: &mut dyn FnMut(&str) -> Option<String>,
 ) -> Result<(), ProduceFailure> {
-    check_topics(records, first, missing)?;
-    for record in records {
-        let source = first + record.input as usize;
-        let (topic, partition) = route(record, default_topic);
-        let mut message = BaseRecord::with_opaque_to(topic, source);
-        // Most records carry no headers; skip allocating librdkafka's header list for them.
-        if !record.headers.is_empty() {
-            message = message.headers(output_headers(&record.headers, batch.message(source)));
-        }
-        if let Some(key) = record.key.as_ref().into_option() {
-            message = message.key(key.as_slice());
-        }
-        if let Some(value) = record.value.as_ref().into_option() {
-            message = message.payload(value.as_slice());
-        }
+    check_topics(outputs, first, missing)?;
+    for output in outputs {
+        let source = first + output.input() as usize;
+        let (topic, partition) = route(output, default_topic);
+        let mut message = match output {
+            Produced::Record(record) => built(record, topic, source, batch.message(source)),
+            Produced::Forward { .. } => {
+                let message = batch
+                    .message(source)
+                    .ok_or(ProduceFailure::NoSource { record: source })?;
+                forwarded(message, message.headers(), topic, source)
+            }
+        };
         if let Some(partition) = partition {
             message = message.partition(partition);
-        }
-        if let Some(timestamp) = record.timestamp.into_option() {
-            message = message.timestamp(timestamp);
         }
         send(producer, message)?;
     }
     Ok(())
 }
 
+/// The message of a record a plugin built, to `topic`; `source` is its source message.
+fn built<'r>(
+    record: &'r OutRecord,
+    topic: &'r str,
+    index: usize,
+    source: Option<&BorrowedMessage<'_>>,
+) -> BaseRecord<'r, [u8], [u8], usize> {
+    let mut message = BaseRecord::with_opaque_to(topic, index);
+    // Most records carry no headers; skip allocating librdkafka's header list for them.
+    if !record.headers.is_empty() {
+        message = message.headers(output_headers(&record.headers, source));
+    }
+    if let Some(key) = record.key.as_ref().into_option() {
+        message = message.key(key.as_slice());
+    }
+    if let Some(value) = record.value.as_ref().into_option() {
+        message = message.payload(value.as_slice());
+    }
+    if let Some(timestamp) = record.timestamp.into_option() {
+        message = message.timestamp(timestamp);
+    }
+    message
+}
+
+/// The message that produces `source` (the batch record at `index`) unchanged to `topic`: its own
+/// key, value and timestamp, and a copy of its header list `headers`, which keeps every name's
+/// bytes (rust-rdkafka's header accessors would panic on a name that is not UTF-8). Generic over
+/// the message type so that it is tested without a broker.
+fn forwarded<'m, M: Message>(
+    source: &'m M,
+    headers: Option<&BorrowedHeaders>,
+    topic: &'m str,
+    index: usize,
+) -> BaseRecord<'m, [u8], [u8], usize> {
+    let mut message = BaseRecord::with_opaque_to(topic, index);
+    if let Some(headers) = headers {
+        message = message.headers(headers.detach());
+    }
+    if let Some(key) = source.key() {
+        message = message.key(key);
+    }
+    if let Some(value) = source.payload() {
+        message = message.payload(value);
+    }
+    if let Some(timestamp) = source.timestamp().to_millis() {
+        message = message.timestamp(timestamp);
+    }
+    message
+}
+
 /// Checks every plugin-chosen topic before anything is sent, so a bad one fails the attempt without
 /// leaving aborted records in the log. `missing` says why a topic the cluster lacks cannot be used.
 fn check_topics(
-    records: &[OutRecord],
+    outputs: &[Produced],
     first: usize,
     missing: &mut dyn FnMut(&str) -> Option<String>,
 ) -> Result<(), ProduceFailure> {
-    for record in records {
-        if let Some(topic) = record.topic.as_ref().into_option() {
+    for output in outputs {
+        if let Some(topic) = output.topic() {
             if let Some(problem) = topic_name_problem(topic).or_else(|| missing(topic)) {
                 return Err(ProduceFailure::BadTopic {
-                    record: first + record.input as usize,
+                    record: first + output.input() as usize,
                     topic: topic.to_string(),
                     problem,
                 });
@@ -132,12 +186,8 @@ fn check_topics(
 
 /// The topic and partition of an output: the plugin's choice, else the sink topic and the
 /// producer's partitioner (by key).
-fn route<'r>(record: &'r OutRecord, default_topic: &'r str) -> (&'r str, Option<i32>) {
-    let topic = match record.topic.as_ref().into_option() {
-        None => default_topic,
-        Some(topic) => topic.as_str(),
-    };
-    (topic, record.partition.into_option())
+fn route<'r>(output: &'r Produced, default_topic: &'r str) -> (&'r str, Option<i32>) {
+    (output.topic().unwrap_or(default_topic), output.partition())
 }
 
 /// Writes the source record at `index` unchanged (key, value, headers) to `topic`, plus `txform.*`
@@ -153,30 +203,15 @@ pub fn produce_dead_letter(
     let Some(source) = batch.message(index) else {
         return Ok(());
     };
-    // A copy of the source's header list keeps every name's bytes (rust-rdkafka's header
-    // accessors would panic on a name that is not UTF-8).
-    let headers = source
-        .headers()
-        .map(BorrowedHeaders::detach)
-        .unwrap_or_default();
     let origin = Origin {
         topic: source.topic(),
         partition: source.partition(),
         offset: source.offset(),
         timestamp: source.timestamp().to_millis(),
     };
-    let headers = dead_letter_headers(headers, cause, &origin, attempts);
-    let mut message: BaseRecord<'_, [u8], [u8], usize> =
-        BaseRecord::with_opaque_to(topic, index).headers(headers);
-    if let Some(key) = source.key() {
-        message = message.key(key);
-    }
-    if let Some(value) = source.payload() {
-        message = message.payload(value);
-    }
-    if let Some(timestamp) = source.timestamp().to_millis() {
-        message = message.timestamp(timestamp);
-    }
+    let mut message = forwarded(source, source.headers(), topic, index);
+    let headers = message.headers.take().unwrap_or_default();
+    let message = message.headers(dead_letter_headers(headers, cause, &origin, attempts));
     send(producer, message)
 }
 
@@ -320,6 +355,7 @@ fn original_name<'m>(view: &str, originals: &mut [(RawHeader<'m>, bool)]) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+    use txform_plugin_api::Forward;
 
     #[test]
     fn a_bad_output_topic_is_named_with_kafkas_rule() {
@@ -336,7 +372,7 @@ mod tests {
         assert_eq!(failure.record(), 3);
     }
 
-    fn routed(topic: Option<&str>, partition: Option<i32>, input: u32) -> OutRecord {
+    fn routed(topic: Option<&str>, partition: Option<i32>, input: u32) -> Produced {
         let mut record = OutRecord::new("v");
         record.input = input;
         if let Some(topic) = topic {
@@ -345,7 +381,15 @@ mod tests {
         if let Some(partition) = partition {
             record = record.with_partition(partition);
         }
-        record
+        Produced::Record(record)
+    }
+
+    fn forward(topic: Option<&str>, partition: Option<i32>, input: u32) -> Produced {
+        let to = Forward {
+            topic: topic.map(str::to_string),
+            partition,
+        };
+        Produced::Forward { input, to }
     }
 
     #[test]
@@ -355,11 +399,19 @@ mod tests {
             routed(None, Some(3), 0),
             routed(Some("elsewhere"), None, 1),
             routed(Some("elsewhere"), Some(0), 1),
+            forward(None, None, 2),
+            forward(None, Some(3), 2),
+            forward(Some("elsewhere"), None, 2),
+            forward(Some("elsewhere"), Some(0), 2),
         ];
         let routes: Vec<(&str, Option<i32>)> = outputs.iter().map(|r| route(r, "sink")).collect();
         assert_eq!(
             routes,
             [
+                ("sink", None),
+                ("sink", Some(3)),
+                ("elsewhere", None),
+                ("elsewhere", Some(0)),
                 ("sink", None),
                 ("sink", Some(3)),
                 ("elsewhere", None),
@@ -375,12 +427,12 @@ mod tests {
             asked.push(topic.to_string());
             (topic == "gone").then(|| "does not exist".to_string())
         };
-        let fine = [routed(None, None, 0), routed(Some("there"), None, 1)];
+        let fine = [routed(None, None, 0), forward(Some("there"), None, 1)];
         assert!(check_topics(&fine, 10, &mut missing).is_ok());
         // The first bad one is named, with the batch index of its source record (10 + input).
         let bad = [
             routed(Some("there"), None, 0),
-            routed(Some("gone"), None, 2),
+            forward(Some("gone"), None, 2),
             routed(Some("bad name"), None, 3),
         ];
         match check_topics(&bad, 10, &mut missing) {
@@ -482,6 +534,79 @@ mod tests {
             "output partition 2 of out does not exist"
         );
         assert_eq!(failure(None).record(), 4);
+    }
+
+    /// (topic, partition, key, value, timestamp, headers, opaque) of a message to produce.
+    type Sent = (
+        String,
+        Option<i32>,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+        Option<i64>,
+        Option<Vec<(Vec<u8>, Option<Vec<u8>>)>>,
+        usize,
+    );
+
+    fn sent(message: &BaseRecord<'_, [u8], [u8], usize>) -> Sent {
+        (
+            message.topic.to_string(),
+            message.partition,
+            message.key.map(<[u8]>::to_vec),
+            message.payload.map(<[u8]>::to_vec),
+            message.timestamp,
+            message.headers.as_ref().map(|h| {
+                headers::owned(h)
+                    .map(|h| (h.key.to_vec(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            }),
+            message.delivery_opaque,
+        )
+    }
+
+    #[test]
+    fn a_forwarded_record_is_produced_from_its_source_message() {
+        use rdkafka::message::{OwnedMessage, Timestamp};
+        let headers = headers::insert(OwnedHeaders::new(), b"trace\xff", Some(b"1"));
+        let headers = headers::insert(headers, b"empty", None);
+        let headers = headers::insert(headers, b"dup", Some(b"a"));
+        let headers = headers::insert(headers, b"dup", Some(b"\x00b"));
+        let source = OwnedMessage::new(
+            Some(b"value\xfe".to_vec()),
+            Some(b"key".to_vec()),
+            "in".into(),
+            Timestamp::LogAppendTime(1_700_000_000_123),
+            4,
+            99,
+            Some(headers),
+        );
+        let all = source.headers().map(OwnedHeaders::as_borrowed);
+        let message = forwarded(&source, all, "out", 17);
+        let expected_headers = vec![
+            (b"trace\xff".to_vec(), Some(b"1".to_vec())),
+            (b"empty".to_vec(), None),
+            (b"dup".to_vec(), Some(b"a".to_vec())),
+            (b"dup".to_vec(), Some(b"\x00b".to_vec())),
+        ];
+        assert_eq!(
+            sent(&message),
+            (
+                "out".to_string(),
+                // The partition is the route's (set by the caller), never the source's.
+                None,
+                Some(b"key".to_vec()),
+                Some(b"value\xfe".to_vec()),
+                Some(1_700_000_000_123),
+                Some(expected_headers),
+                17
+            )
+        );
+        // Without key, value, headers or timestamp: nothing of them is sent.
+        let bare = OwnedMessage::new(None, None, "in".into(), Timestamp::NotAvailable, 0, 0, None);
+        let message = forwarded(&bare, None, "out", 0);
+        assert_eq!(
+            sent(&message),
+            ("out".to_string(), None, None, None, None, None, 0)
+        );
     }
 
     fn raw<'a>(key: &'a [u8]) -> (RawHeader<'a>, bool) {

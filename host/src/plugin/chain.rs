@@ -1,7 +1,7 @@
 //! A chain of transform instances run on one batch: each stage's output feeds the next.
 //!
 //! Invariants: every output and rejection is attributed to the index of the source record it came
-//! from; a source record has at most one rejection; a stage that panicked is re-created before the
+//! from (a forwarded input too, see [`Produced`]); a source record has at most one rejection; a stage that panicked is re-created before the
 //! chain runs again, and a panicked instance is never dropped.
 
 use std::collections::HashMap;
@@ -10,13 +10,12 @@ use std::time::Instant;
 use prometheus_client::metrics::histogram::Histogram;
 
 use abi_stable::std_types::{ROption, RResult, RSlice, RVec};
-use txform_plugin_api::{
-    CallError, Header, OutRecord, Output, PluginInfo, PluginModRef, Record, TransformBox,
-};
+use txform_plugin_api::{CallError, Header, PluginInfo, PluginModRef, Record, TransformBox};
 
 use crate::config::TransformSpec;
 
 use super::loader::{load_plugin, LoadError};
+use super::produced::{Collector, Produced};
 
 /// One loaded transform with the means to re-create it.
 struct Stage {
@@ -35,14 +34,14 @@ struct Stage {
 pub struct Chain {
     stages: Vec<Stage>,
     /// Reused across batches (see [`Chain::recycle`]).
-    output: Output,
+    output: Collector,
 }
 
 /// What the chain produced for a batch.
 #[derive(Debug, Default)]
 pub struct ChainOutput {
-    /// Outputs of the last stage; `input` is the index of the source record in the batch.
-    pub records: RVec<OutRecord>,
+    /// Outputs of the last stage, in order; `input` is the index of the source record in the batch.
+    pub records: Vec<Produced>,
     /// Source records a stage refused.
     pub rejected: Vec<Rejected>,
 }
@@ -114,13 +113,13 @@ impl Chain {
         }
         Ok(Chain {
             stages,
-            output: Output::new(),
+            output: Collector::default(),
         })
     }
 
     /// Hands the records of a [`ChainOutput`] back once produced, so their vector's allocation
     /// serves the next batch.
-    pub fn recycle(&mut self, records: RVec<OutRecord>) {
+    pub fn recycle(&mut self, records: Vec<Produced>) {
         self.output.recycle(records);
     }
 
@@ -162,11 +161,13 @@ impl Chain {
         collect_rejections(first, rejections.as_slice(), |i| i, &mut rejected);
 
         for stage in rest {
-            // Intermediate records: views over the previous stage's outputs, attributed to the source.
+            // Intermediate records: views over the previous stage's outputs, attributed to the source
+            // (a forwarded source record is its own view).
             let headers: Vec<Vec<Header<'_>>> = records
                 .iter()
-                .map(|r| {
-                    r.headers
+                .map(|r| match r {
+                    Produced::Record(r) => r
+                        .headers
                         .iter()
                         .map(|h| {
                             Header::new(
@@ -174,41 +175,41 @@ impl Chain {
                                 h.value.as_ref().map(|v| v.as_slice()).into_option(),
                             )
                         })
-                        .collect()
+                        .collect(),
+                    Produced::Forward { .. } => Vec::new(),
                 })
                 .collect();
             let views: Vec<Record<'_>> = records
                 .iter()
                 .zip(&headers)
                 .map(|(r, hs)| {
-                    let source = &batch[r.input as usize];
-                    Record::new(
-                        source.topic(),
-                        source.partition(),
-                        source.offset(),
-                        r.timestamp.into_option().or(source.timestamp()),
-                        option_slice(&r.key),
-                        option_slice(&r.value),
-                        hs,
-                    )
+                    let source = &batch[r.input() as usize];
+                    match r {
+                        Produced::Record(r) => Record::new(
+                            source.topic(),
+                            source.partition(),
+                            source.offset(),
+                            r.timestamp.into_option().or(source.timestamp()),
+                            option_slice(&r.key),
+                            option_slice(&r.value),
+                            hs,
+                        ),
+                        Produced::Forward { .. } => *source,
+                    }
                 })
                 .collect();
             stage.call(&views, output)?;
-            let (mut next, rejections) = output.take();
+            let (next, rejections) = output.take();
             collect_rejections(
                 stage,
                 rejections.as_slice(),
-                |i| records[i].input as usize,
+                |i| records[i].input() as usize,
                 &mut rejected,
             );
-            for out in next.iter_mut() {
-                let previous = &records[out.input as usize];
-                inherit_route(out, previous);
-                out.input = previous.input;
-            }
+            let next = next.into_iter().map(|out| out.through(&records)).collect();
             drop(views);
             drop(headers);
-            records = next;
+            output.recycle(std::mem::replace(&mut records, next));
         }
         Ok(ChainOutput {
             records,
@@ -243,7 +244,7 @@ impl Stage {
         })
     }
 
-    fn call(&mut self, batch: &[Record<'_>], out: &mut Output) -> Result<(), StageFailure> {
+    fn call(&mut self, batch: &[Record<'_>], out: &mut Collector) -> Result<(), StageFailure> {
         out.clear();
         let started = Instant::now();
         let result = self
@@ -253,7 +254,7 @@ impl Stage {
             timer.observe(started.elapsed().as_secs_f64());
         }
         let error = match result {
-            RResult::ROk(()) => match out_of_range(out, batch.len()) {
+            RResult::ROk(()) => match out.out_of_range(batch.len()) {
                 None => return Ok(()),
                 Some(index) => CallError::failed(format!(
                     "attributed an output or rejection to input {index} of a batch of {}",
@@ -300,14 +301,6 @@ impl Stage {
     }
 }
 
-/// The first input index in `out` that does not exist in a batch of `len` records: the host indexes
-/// the batch with these, so a buggy plugin must fail its call instead of crashing the host.
-fn out_of_range(out: &Output, len: usize) -> Option<u32> {
-    let records = out.records().iter().map(|r| r.input);
-    let rejections = out.rejections().iter().map(|r| r.input);
-    records.chain(rejections).find(|&i| i as usize >= len)
-}
-
 fn create(module: PluginModRef, config_json: &str) -> Result<TransformBox, CallError> {
     (module.new_transform())(config_json.into()).into_result()
 }
@@ -348,16 +341,6 @@ fn first_per_source(rejected: Vec<Rejected>) -> Vec<Rejected> {
     first
 }
 
-/// A later stage that leaves topic or partition unset keeps what an earlier stage chose.
-fn inherit_route(out: &mut OutRecord, previous: &OutRecord) {
-    if out.topic.is_none() {
-        out.topic = previous.topic.clone();
-    }
-    if out.partition.is_none() {
-        out.partition = previous.partition;
-    }
-}
-
 fn option_slice(bytes: &ROption<RVec<u8>>) -> Option<&[u8]> {
     bytes.as_ref().map(|b| b.as_slice()).into_option()
 }
@@ -367,11 +350,12 @@ mod tests {
     use super::*;
     use serde::Deserialize;
     use serde_json::json;
-    use txform_plugin_api::{Transform, TransformError};
+    use txform_plugin_api::{Forward, OutRecord, Output, Transform, TransformError};
 
     /// An in-process test transform (built into a module the way `export_transform!` does, guard
     /// included) that does what its configuration lists: each `emit` is one output attributed to
-    /// input `input`, its value the input's value (if that input exists) + "/tag@offset".
+    /// input `input`, its value the input's value (if that input exists) + "/tag@offset"; one with
+    /// `forward` forwards that input with the route given instead.
     struct Script(ScriptConfig);
 
     #[derive(Deserialize)]
@@ -389,6 +373,8 @@ mod tests {
         topic: Option<String>,
         partition: Option<i32>,
         timestamp: Option<i64>,
+        #[serde(default)]
+        forward: bool,
     }
 
     impl Transform for Script {
@@ -404,6 +390,14 @@ mod tests {
             out: &mut Output,
         ) -> Result<(), TransformError> {
             for e in &self.0.emit {
+                if e.forward {
+                    let to = Forward {
+                        topic: e.topic.clone(),
+                        partition: e.partition,
+                    };
+                    out.forward_to(e.input, to);
+                    continue;
+                }
                 let mut record = match batch.get(e.input) {
                     Some(r) => {
                         let value = String::from_utf8_lossy(r.value().unwrap_or_default());
@@ -443,7 +437,7 @@ mod tests {
             .unwrap();
         Chain {
             stages,
-            output: Output::new(),
+            output: Collector::default(),
         }
     }
 
@@ -467,6 +461,10 @@ mod tests {
     fn outputs(out: &ChainOutput) -> Vec<Routed> {
         out.records
             .iter()
+            .map(|r| match r {
+                Produced::Record(r) => r,
+                forward => panic!("not a built record: {forward:?}"),
+            })
             .map(|r| {
                 (
                     r.input,
@@ -609,6 +607,74 @@ mod tests {
             );
             assert!(!failure.error.panicked);
         }
+    }
+
+    fn forwarded(input: u32, topic: Option<&str>, partition: Option<i32>) -> Produced {
+        let topic = topic.map(str::to_string);
+        Produced::Forward {
+            input,
+            to: Forward { topic, partition },
+        }
+    }
+
+    #[test]
+    fn forwards_map_back_to_source_records_or_to_the_records_they_pass_on() {
+        let mut chain = chain(&[
+            (
+                "one",
+                json!({ "emit": [
+                    { "input": 2, "tag": "-", "forward": true, "topic": "t1" },
+                    { "input": 0, "tag": "b" },
+                    { "input": 1, "tag": "-", "forward": true, "partition": 4 },
+                ]}),
+            ),
+            // Its inputs: 0 = r2 (the source record itself), 1 = r0/b, 2 = r1.
+            (
+                "two",
+                json!({ "emit": [
+                    { "input": 0, "tag": "x", "partition": 5 },
+                    { "input": 1, "tag": "-", "forward": true, "topic": "t2" },
+                    { "input": 2, "tag": "-", "forward": true },
+                    { "input": 0, "tag": "-", "forward": true, "partition": 6 },
+                ]}),
+            ),
+        ]);
+        let out = run(&mut chain).unwrap();
+        let mut x = OutRecord::new("r2/x@12")
+            .with_timestamp(1002)
+            .with_topic("t1")
+            .with_partition(5);
+        x.input = 2;
+        let mut b = OutRecord::new("r0/b@10")
+            .with_timestamp(1000)
+            .with_topic("t2");
+        b.input = 0;
+        assert_eq!(
+            out.records,
+            [
+                // A record built from a forwarded source record keeps the forward's route.
+                Produced::Record(x),
+                // A forward of a built record is that record, re-routed.
+                Produced::Record(b),
+                // Forwards of forwards stay forwards of the source record, routes merged.
+                forwarded(1, None, Some(4)),
+                forwarded(2, Some("t1"), Some(6)),
+            ]
+        );
+        assert!(out.rejected.is_empty());
+    }
+
+    #[test]
+    fn a_forward_past_the_stages_input_fails_the_call() {
+        let mut chain = chain(&[(
+            "one",
+            json!({ "emit": [{ "input": 3, "tag": "-", "forward": true }] }),
+        )]);
+        assert_eq!(
+            run(&mut chain).unwrap_err().to_string(),
+            "transform `one` (script 0.3.1) attributed an output or rejection to input 3 of a \
+             batch of 3"
+        );
     }
 
     #[test]
