@@ -22,6 +22,10 @@
 //!   receives it (the host's TOML reader hands tables over sorted by key);
 //! - **serialize**: compact JSON, fields in order; numbers in canonical form (`1e0` becomes `1.0`, and
 //!   integers beyond 64 bits become floats).
+
+//! A record whose serialized value is byte for byte its input value (a filter on compact JSON, say) is
+//! forwarded ([`Output::forward_to`]): the host produces the fetched message itself instead of a copy
+//! the plugin made. What is produced is the same either way.
 //!
 //! # Configuration
 //! The `[transform.config]` table in `pipeline.toml`; every field is optional:
@@ -44,7 +48,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
-use txform_plugin_api::{export_transform, OutRecord, Output, Record, Transform, TransformError};
+use txform_plugin_api::{
+    export_transform, Forward, OutRecord, Output, Record, Transform, TransformError,
+};
 
 /// `[transform.config]` of the JSON transform.
 #[derive(Debug, Default, Deserialize)]
@@ -154,14 +160,18 @@ impl Transform for JsonTransform {
     fn transform(&mut self, batch: &[Record<'_>], out: &mut Output) -> Result<(), TransformError> {
         for (index, record) in batch.iter().enumerate() {
             match self.apply(record.value()) {
+                // Unchanged bytes (a filter on compact JSON): forwarded, so nothing is copied.
+                Ok(Some(value)) if Some(value.as_slice()) == record.value() => {
+                    out.forward_to(index, self.route(record));
+                }
                 Ok(Some(value)) => {
-                    let mut output = OutRecord::from_input(record).with_value(value);
-                    if self.keep_partition {
-                        output = output.with_partition(record.partition());
-                    }
-                    if let Some(topic) = &self.topic {
-                        output = output.with_topic(topic.clone());
-                    }
+                    let Forward { topic, partition } = self.route(record);
+                    let mut output = OutRecord {
+                        topic: topic.map(Into::into).into(),
+                        partition: partition.into(),
+                        ..OutRecord::from_input(record)
+                    };
+                    output.value = Some(value.into()).into();
                     out.emit(index, output);
                 }
                 Ok(None) => {}
@@ -185,6 +195,14 @@ impl Transform for JsonTransform {
 }
 
 impl JsonTransform {
+    /// Where the output of `record` goes: `keep_partition` and `topic`.
+    fn route(&self, record: &Record<'_>) -> Forward {
+        Forward {
+            topic: self.topic.clone(),
+            partition: self.keep_partition.then(|| record.partition()),
+        }
+    }
+
     /// The new value of a record, `None` when the filter drops it, or why the input is invalid.
     fn apply(&self, value: Option<&[u8]>) -> Result<Option<Vec<u8>>, String> {
         let value = value.ok_or("the record has no value")?;
@@ -365,10 +383,11 @@ export_transform!(JsonTransform);
 mod tests {
     use super::*;
     use serde_json::json;
-    use txform_plugin_api::{Header, OutHeader, Rejection};
+    use txform_plugin_api::{Header, OutHeader, Rejection, TestDriver};
 
-    fn transform(config: Value) -> JsonTransform {
-        JsonTransform::new(serde_json::from_value(config).unwrap()).unwrap()
+    /// Through the test driver, which shows forwards as the records the host produces.
+    fn transform(config: Value) -> TestDriver<JsonTransform> {
+        TestDriver::new(&config.to_string()).unwrap()
     }
 
     fn config_error(config: Value) -> String {
@@ -386,14 +405,13 @@ mod tests {
     /// Values or rejection reasons, each with the index of its input.
     type Indexed = Vec<(u32, String)>;
 
-    fn run(t: &mut JsonTransform, values: &[&str]) -> (Indexed, Indexed) {
+    fn run(t: &mut TestDriver<JsonTransform>, values: &[&str]) -> (Indexed, Indexed) {
         let batch: Vec<Record<'_>> = values
             .iter()
             .enumerate()
             .map(|(i, v)| record(40 + i as i64, v))
             .collect();
-        let mut out = Output::new();
-        t.transform(&batch, &mut out).unwrap();
+        let out = t.run_views(&batch).unwrap();
         let records = out
             .records()
             .iter()
@@ -410,21 +428,19 @@ mod tests {
         (records, rejections)
     }
 
-    fn outputs(t: &mut JsonTransform, values: &[&str]) -> Vec<String> {
+    fn outputs(t: &mut TestDriver<JsonTransform>, values: &[&str]) -> Vec<String> {
         let (records, rejections) = run(t, values);
         assert_eq!(rejections, []);
         records.into_iter().map(|(_, v)| v).collect()
     }
 
-    fn batch_error(t: &mut JsonTransform, values: &[&str]) -> String {
+    fn batch_error(t: &mut TestDriver<JsonTransform>, values: &[&str]) -> String {
         let batch: Vec<Record<'_>> = values
             .iter()
             .enumerate()
             .map(|(i, v)| record(40 + i as i64, v))
             .collect();
-        t.transform(&batch, &mut Output::new())
-            .unwrap_err()
-            .to_string()
+        t.run_views(&batch).unwrap_err().message.into_string()
     }
 
     #[test]
@@ -451,8 +467,7 @@ mod tests {
             Some(br#"{"a":1}"#),
             &headers,
         );
-        let mut out = Output::new();
-        transform(json!({})).transform(&[rec], &mut out).unwrap();
+        let out = transform(json!({})).run_views(&[rec]).unwrap();
         let expected = OutRecord::new(&br#"{"a":1}"#[..])
             .with_key(&b"k"[..])
             .with_timestamp(1_700_000_000_000)
@@ -470,16 +485,52 @@ mod tests {
 
     #[test]
     fn keep_partition_and_topic() {
-        let mut out = Output::new();
-        transform(json!({ "keep_partition": true, "topic": "out" }))
-            .transform(&[record(1, "{}")], &mut out)
+        let out = transform(json!({ "keep_partition": true, "topic": "out" }))
+            .run_views(&[record(1, "{}"), record(2, "{ }")])
             .unwrap();
+        let mut reserialized = OutRecord::new(&b"{}"[..])
+            .with_partition(3)
+            .with_topic("out");
+        reserialized.input = 1;
         assert_eq!(
             out.records(),
-            [OutRecord::new(&b"{}"[..])
-                .with_partition(3)
-                .with_topic("out")]
+            [
+                OutRecord::new(&b"{}"[..])
+                    .with_partition(3)
+                    .with_topic("out"),
+                reserialized
+            ]
         );
+    }
+
+    #[test]
+    fn records_whose_bytes_stay_the_same_are_forwarded() {
+        let config = json!({ "filter": [{ "field": "a", "exists": true }], "topic": "t" });
+        let mut t = JsonTransform::new(serde_json::from_value(config).unwrap()).unwrap();
+        let values = [r#"{"a":1}"#, r#"{"b":1}"#, r#"{ "a": 2 }"#, r#"{"a":[3]}"#];
+        let batch: Vec<Record<'_>> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| record(i as i64, v))
+            .collect();
+        let mut out = Output::new();
+        t.transform(&batch, &mut out).unwrap();
+        // Compact input passes unchanged: forwarded; the spaced one is re-serialized: emitted.
+        let forwarded: Vec<(u32, Forward)> = out
+            .forwards()
+            .iter()
+            .map(|f| (f.input, f.to.clone()))
+            .collect();
+        assert_eq!(
+            forwarded,
+            [(0, Forward::to_topic("t")), (3, Forward::to_topic("t"))]
+        );
+        let emitted: Vec<(u32, Option<&[u8]>)> = out
+            .records()
+            .iter()
+            .map(|r| (r.input, r.value.as_ref().map(|v| v.as_slice()).into_option()))
+            .collect();
+        assert_eq!(emitted, [(2, Some(&br#"{"a":2}"#[..]))]);
     }
 
     #[test]
@@ -661,9 +712,7 @@ mod tests {
         );
         let tombstone = Record::new("in-1", 0, 5, None, Some(b"k"), None, &[]);
         assert_eq!(
-            t.transform(&[tombstone], &mut Output::new())
-                .unwrap_err()
-                .to_string(),
+            t.run_views(&[tombstone]).unwrap_err().message.into_string(),
             "invalid record at topic/partition/offset in-1/0/5: the record has no value"
         );
     }
@@ -699,9 +748,8 @@ mod tests {
         let (records, rejections) = run(&mut t, &["true", r#"{"a":1}"#, ""]);
         assert_eq!(records, [(1, r#"{"a":1}"#.to_string())]);
         assert_eq!(rejections, []);
-        let mut out = Output::new();
         let tombstone = Record::new("in-0", 0, 1, None, None, None, &[]);
-        t.transform(&[tombstone], &mut out).unwrap();
+        let out = t.run_views(&[tombstone]).unwrap();
         assert_eq!(out.records(), []);
         assert_eq!(out.rejections(), [] as [Rejection; 0]);
     }
@@ -717,7 +765,7 @@ mod tests {
             "keep_partition": true,
             "topic": "orders-paid"
         }"#;
-        let mut t = JsonTransform::new(serde_json::from_str(config).unwrap()).unwrap();
+        let mut t = TestDriver::<JsonTransform>::new(config).unwrap();
         let (records, rejections) = run(
             &mut t,
             &[

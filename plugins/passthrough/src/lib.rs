@@ -1,9 +1,13 @@
 //! Copies every input record to the output unchanged (key, value, headers, timestamp): the workhorse of
 //! the exactly-once tests. With `keep_partition = true` each output goes to the input's partition number,
 //! so per-partition order can be checked end to end.
+//!
+//! It forwards each input ([`Output::forward_to`]) rather than emitting a copy: the host produces the
+//! fetched message itself, and the plugin copies no bytes. A host older than plugin-api 0.2.1 gets
+//! the copies instead; what is produced is the same.
 
 use serde::Deserialize;
-use txform_plugin_api::{export_transform, OutRecord, Output, Record, Transform, TransformError};
+use txform_plugin_api::{export_transform, Forward, Output, Record, Transform, TransformError};
 
 /// `[transform.config]` of the passthrough plugin.
 #[derive(Debug, Default, Deserialize)]
@@ -34,14 +38,11 @@ impl Transform for Passthrough {
 
     fn transform(&mut self, batch: &[Record<'_>], out: &mut Output) -> Result<(), TransformError> {
         for (index, record) in batch.iter().enumerate() {
-            let mut copy = OutRecord::from_input(record);
-            if self.config.keep_partition {
-                copy = copy.with_partition(record.partition());
-            }
-            if let Some(topic) = &self.config.topic {
-                copy = copy.with_topic(topic.clone());
-            }
-            out.emit(index, copy);
+            let to = Forward {
+                topic: self.config.topic.clone(),
+                partition: self.config.keep_partition.then(|| record.partition()),
+            };
+            out.forward_to(index, to);
         }
         Ok(())
     }
@@ -53,11 +54,11 @@ export_transform!(Passthrough);
 mod tests {
     use super::*;
     use txform_plugin_api::serde_json::{self, json};
-    use txform_plugin_api::{Header, OutHeader};
+    use txform_plugin_api::{Header, OutHeader, TestDriver};
 
-    fn passthrough(config: serde_json::Value) -> Result<Passthrough, String> {
-        let config: Config = serde_json::from_value(config).map_err(|e| e.to_string())?;
-        Passthrough::new(config).map_err(|e| e.to_string())
+    /// Through the test driver, which shows forwards as the records the host produces.
+    fn passthrough(config: serde_json::Value) -> Result<TestDriver<Passthrough>, String> {
+        TestDriver::new(&config.to_string()).map_err(|e| e.message.into_string())
     }
 
     /// (input, topic, partition, timestamp, key, value, headers) of every output.
@@ -71,7 +72,7 @@ mod tests {
         Vec<(String, Option<Vec<u8>>)>,
     );
 
-    fn run(p: &mut Passthrough) -> Vec<Copy> {
+    fn run(p: &mut TestDriver<Passthrough>) -> Vec<Copy> {
         let headers = [
             Header::new("h", Some(b"1")),
             Header::new("h", Some(b"2")),
@@ -91,8 +92,7 @@ mod tests {
                 &headers[2..3],
             ),
         ];
-        let mut out = Output::new();
-        p.transform(&batch, &mut out).unwrap();
+        let out = p.run_views(&batch).unwrap();
         assert!(out.rejections().is_empty());
         out.records()
             .iter()
@@ -181,10 +181,29 @@ mod tests {
     }
 
     #[test]
+    fn every_input_is_forwarded_not_copied() {
+        let config = json!({ "topic": "out-2", "keep_partition": true });
+        let mut p = Passthrough::new(serde_json::from_value(config).unwrap()).unwrap();
+        let batch = [
+            Record::new("in", 2, 40, None, None, Some(b"v0"), &[]),
+            Record::new("in", 5, 41, None, None, Some(b"v1"), &[]),
+        ];
+        let mut out = Output::new();
+        p.transform(&batch, &mut out).unwrap();
+        assert!(out.records().is_empty());
+        let forwards: Vec<(u32, Forward)> = out
+            .forwards()
+            .iter()
+            .map(|f| (f.input, f.to.clone()))
+            .collect();
+        let to = |partition| Forward::to_topic("out-2").with_partition(partition);
+        assert_eq!(forwards, [(0, to(2)), (1, to(5))]);
+    }
+
+    #[test]
     fn an_empty_batch_gives_nothing() {
         let mut p = passthrough(json!({})).unwrap();
-        let mut out = Output::new();
-        p.transform(&[], &mut out).unwrap();
+        let out = p.run_views(&[]).unwrap();
         assert_eq!((out.records().len(), out.rejections().len()), (0, 0));
     }
 
@@ -195,13 +214,15 @@ mod tests {
             .unwrap();
         assert!(
             unknown.starts_with(
-                "unknown field `keep_partitions`, expected `keep_partition` or `topic`"
+                "invalid configuration: unknown field `keep_partitions`, expected `keep_partition` \
+                 or `topic`"
             ),
             "{unknown}"
         );
         let mistyped = passthrough(json!({ "topic": 3 })).err().unwrap();
         assert!(
-            mistyped.starts_with("invalid type: integer `3`, expected a string"),
+            mistyped
+                .starts_with("invalid configuration: invalid type: integer `3`, expected a string"),
             "{mistyped}"
         );
     }
