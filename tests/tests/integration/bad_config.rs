@@ -296,7 +296,10 @@ fn plugin_with_only_the_abi_prefix_loads() {
     let out = chain.run(&batch).expect("the call succeeds");
     let mut expected = OutRecord::new("AB").with_key("k").with_timestamp(5);
     expected.input = 0;
-    assert_eq!(out.records.as_slice(), [expected]);
+    assert_eq!(
+        out.records.as_slice(),
+        [txform::plugin::Produced::Record(expected)]
+    );
     assert_eq!(out.rejected.len(), 1);
     assert_eq!(
         (out.rejected[0].input, out.rejected[0].reason.as_str()),
