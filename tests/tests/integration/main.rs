@@ -16,6 +16,7 @@ mod deploy_manifest;
 mod error_policies;
 mod exit_codes;
 mod fencing;
+mod forward;
 mod happy_path;
 mod harness;
 mod inspect;
