@@ -1,17 +1,22 @@
 //! What calling a transform through the plugin ABI costs per record, against the same code called
 //! inline.
 //!
-//! Three ways to run the passthrough transform on one batch (keep_partition = true):
-//! - `inline`: `txform_passthrough::Passthrough` (the plugin crate is also an rlib) called directly;
+//! Three ways to run the passthrough transform on one batch (keep_partition = true). Passthrough
+//! forwards every input (`Output::forward_to`), so what a record costs depends on the host object:
+//! - `inline`: `txform_passthrough::Passthrough` (the plugin crate is also an rlib) called directly
+//!   into an `Output`, which records each forward (no copy);
 //! - `abi`: the cdylib `target/release/libtxform_passthrough.so` loaded with
 //!   `txform::plugin::load_plugin`, its instance called through the `TransformObj` trait object
-//!   (vtable call, `catch_unwind` guard, `RResult`, and one `Host` vtable call per output);
-//! - `chain`: the same library through `txform::plugin::Chain::run`, what the host does per batch
-//!   (output index validation and the move of the outputs out of the plugin's `Output`).
+//!   (vtable call, `catch_unwind` guard, `RResult`, one `Host` vtable call per output) into an
+//!   `Output` as the host object, which cannot forward: the guard emits a copy of every input into
+//!   an owned `OutRecord`, what every record cost before plugin-api 0.2.1 (and still costs in an
+//!   older host);
+//! - `chain`: the same library through `txform::plugin::Chain::run`, what the host does per batch:
+//!   the host object takes each forward as "input i, routed", nothing copied; plus output index
+//!   validation.
 //!
-//! Each iteration also clears (frees) the outputs, as the host does, so all three pay the same copy
-//! of every record into an owned `OutRecord`; the differences are the call overhead. Throughput is
-//! in records, so criterion reports time per record.
+//! Each iteration also clears (frees) the outputs, as the host does. Throughput is in records, so
+//! criterion reports time per record.
 //!
 //! Run: `cargo build --release -p txform-passthrough && cargo bench -p txform-bench --bench plugin_call`
 

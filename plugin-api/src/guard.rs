@@ -357,7 +357,10 @@ mod forward_tests {
 
     #[test]
     fn the_test_driver_shows_forwards_as_the_records_produced() {
-        let out = TestDriver::<Mixed>::new("{}").unwrap().run(&inputs()).unwrap();
+        let out = TestDriver::<Mixed>::new("{}")
+            .unwrap()
+            .run(&inputs())
+            .unwrap();
         let records: Vec<Handed> = out.records().iter().cloned().map(Handed::Emit).collect();
         let expected: Vec<Handed> = call(false)
             .into_iter()

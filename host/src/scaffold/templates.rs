@@ -127,7 +127,8 @@ pub fn lib_rs(template: Template) -> String {
                 continue;
             };
             if String::from_utf8_lossy(value).contains(&self.config.contains) {
-                out.emit(index, OutRecord::from_input(record));
+                // Passed on unchanged: txform produces the fetched record itself, nothing copied.
+                out.forward(index);
             }
         }"#,
             "contains  string  default \"keep\"  records whose value contains it are kept",
@@ -161,7 +162,8 @@ pub fn lib_rs(template: Template) -> String {
             r#"        for (index, record) in batch.iter().enumerate() {
             let which = if record.key() == Some(b"a") { "a" } else { "other" };
             let topic = format!("{}{which}", self.config.topic_prefix);
-            out.emit(index, OutRecord::from_input(record).with_topic(topic));
+            // Forwarded unchanged (nothing copied) to the chosen topic.
+            out.forward_to(index, txform_plugin_api::Forward::to_topic(topic));
         }"#,
             "topic_prefix  string  default \"routed-\"  output topics are the prefix followed by a or other",
             r#"    let out = driver.run(&[TestRecord::value("x").with_key("a")]).unwrap();

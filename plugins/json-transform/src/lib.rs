@@ -22,7 +22,7 @@
 //!   receives it (the host's TOML reader hands tables over sorted by key);
 //! - **serialize**: compact JSON, fields in order; numbers in canonical form (`1e0` becomes `1.0`, and
 //!   integers beyond 64 bits become floats).
-
+//!
 //! A record whose serialized value is byte for byte its input value (a filter on compact JSON, say) is
 //! forwarded ([`Output::forward_to`]): the host produces the fetched message itself instead of a copy
 //! the plugin made. What is produced is the same either way.
@@ -528,7 +528,12 @@ mod tests {
         let emitted: Vec<(u32, Option<&[u8]>)> = out
             .records()
             .iter()
-            .map(|r| (r.input, r.value.as_ref().map(|v| v.as_slice()).into_option()))
+            .map(|r| {
+                (
+                    r.input,
+                    r.value.as_ref().map(|v| v.as_slice()).into_option(),
+                )
+            })
             .collect();
         assert_eq!(emitted, [(2, Some(&br#"{"a":2}"#[..]))]);
     }
