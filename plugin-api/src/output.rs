@@ -11,6 +11,7 @@ use abi_stable::{
 
 use crate::abi::{Host, HostRef, Host_TO};
 use crate::record::Record;
+use crate::state::CallHost;
 
 /// Everything one transform call produced: outputs and per-record rejections.
 ///
@@ -20,6 +21,8 @@ use crate::record::Record;
 pub struct Output {
     records: RVec<OutRecord>,
     rejections: RVec<Rejection>,
+    /// The host of the call in progress, for state access (see `crate::state`).
+    pub(crate) call_host: CallHost,
 }
 
 /// A record to produce. Unset fields fall back to the host's defaults: the pipeline's output topic, the
@@ -130,7 +133,7 @@ impl Host for Output {
 }
 
 /// Batches are bounded far below `u32::MAX` records by the host.
-fn index_u32(index: usize) -> u32 {
+pub(crate) fn index_u32(index: usize) -> u32 {
     u32::try_from(index).unwrap_or(u32::MAX)
 }
 

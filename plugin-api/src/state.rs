@@ -1,0 +1,134 @@
+//! State stores as a plugin sees them: [`Output::state_get`] and friends reach the host of the
+//! current call, which keeps the store partitioned like the source and commits every change with the
+//! transaction (see the crate docs, "State stores").
+
+use std::ptr::NonNull;
+
+use abi_stable::std_types::{RResult, RSlice, RStr};
+
+use crate::abi::HostRef;
+use crate::output::{index_u32, Output};
+
+/// Why a state operation failed. A transform usually returns it with `?`: the call fails and the host
+/// aborts the transaction, so no change of the batch survives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateError {
+    /// Used outside a transform call (the `Output` is not attached to a host).
+    OutsideCall,
+    /// The host refused: an undeclared store, an input index outside the batch, a host without
+    /// state stores, or its local store failed.
+    Host { store: String, message: String },
+}
+
+impl std::fmt::Display for StateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateError::OutsideCall => {
+                f.write_str("state stores can only be used during a transform call")
+            }
+            StateError::Host { store, message } => write!(f, "state store `{store}`: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for StateError {}
+
+/// The host of the call in progress, reachable from the plugin's [`Output`] while the call runs.
+///
+/// Only [`attached`] sets it, for the duration of one call, so the pointer never outlives the
+/// `HostRef` it points to; the lifetime is erased only to store it in the reused `Output`.
+#[derive(Debug, Default)]
+pub(crate) struct CallHost(Option<NonNull<HostRef<'static>>>);
+
+// SAFETY: the pointer is set and used only on the thread of the call that attached it, and cleared
+// before that call returns; an `Output` moved to another thread carries `None`.
+unsafe impl Send for CallHost {}
+
+/// Runs `f` with `out` attached to `host`, detaching it afterwards. `f` must not unwind (the guard
+/// runs the transform under `catch_unwind` inside it); if it did, the detach still runs.
+pub(crate) fn attached<R>(
+    out: &mut Output,
+    host: &mut HostRef<'_>,
+    f: impl FnOnce(&mut Output) -> R,
+) -> R {
+    struct Detach<'o>(&'o mut Output);
+    impl Drop for Detach<'_> {
+        fn drop(&mut self) {
+            self.0.call_host = CallHost(None);
+        }
+    }
+    out.call_host = CallHost(Some(NonNull::from(host).cast()));
+    let detach = Detach(out);
+    f(detach.0)
+}
+
+impl Output {
+    /// The host of the current call, if any.
+    fn host(&mut self) -> Result<&mut HostRef<'static>, StateError> {
+        match self.call_host.0 {
+            // SAFETY: set by `attached` from a live `&mut HostRef` that outlives the call, and
+            // cleared before the call returns; `&mut self` makes this the only use at a time.
+            Some(mut host) => Ok(unsafe { host.as_mut() }),
+            None => Err(StateError::OutsideCall),
+        }
+    }
+
+    /// The value of `key` in `store`, in the partition of the input at index `input` (its source
+    /// partition), as of the last commit plus this batch's own writes.
+    pub fn state_get(
+        &mut self,
+        store: &str,
+        input: usize,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, StateError> {
+        let answer = self.host()?.state_get(
+            RStr::from_str(store),
+            index_u32(input),
+            RSlice::from_slice(key),
+        );
+        refused(store, answer).map(|value| value.into_option().map(|v| v.into_vec()))
+    }
+
+    /// Sets `key` to `value` in `store`, in the partition of the input at `input`. The change
+    /// commits with the batch's outputs and offsets, or vanishes with its abort.
+    pub fn state_put(
+        &mut self,
+        store: &str,
+        input: usize,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(), StateError> {
+        let answer = self.host()?.state_put(
+            RStr::from_str(store),
+            index_u32(input),
+            RSlice::from_slice(key),
+            RSlice::from_slice(value),
+        );
+        refused(store, answer)
+    }
+
+    /// Deletes `key` from `store`, in the partition of the input at `input`.
+    pub fn state_delete(
+        &mut self,
+        store: &str,
+        input: usize,
+        key: &[u8],
+    ) -> Result<(), StateError> {
+        let answer = self.host()?.state_delete(
+            RStr::from_str(store),
+            index_u32(input),
+            RSlice::from_slice(key),
+        );
+        refused(store, answer)
+    }
+}
+
+fn refused<T>(
+    store: &str,
+    answer: RResult<T, abi_stable::std_types::RString>,
+) -> Result<T, StateError> {
+    answer.into_result().map_err(|message| StateError::Host {
+        store: store.to_string(),
+        message: message.into_string(),
+    })
+}
