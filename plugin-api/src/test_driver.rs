@@ -492,7 +492,7 @@ pub(crate) mod tests {
     fn a_failed_calls_writes_vanish() {
         let mut driver = TestDriver::<Tally>::new("{}").unwrap();
         let a = TestRecord::value("x").with_key("a");
-        driver.run(&[a.clone()]).unwrap();
+        driver.run(std::slice::from_ref(&a)).unwrap();
         let err = driver
             .run(&[a.clone(), TestRecord::value("fail").with_key("a")])
             .unwrap_err();
