@@ -143,6 +143,7 @@ plugin = "/opt/txform/libtxform_passthrough.so"
             listen: Some("127.0.0.1:9464".parse().expect("an address")),
             liveness_timeout: Duration::from_secs(45),
         },
+        state: crate::config::StateSettings::default(),
         transforms: vec![
             TransformSpec {
                 name: "parse".to_string(),

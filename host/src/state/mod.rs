@@ -1,0 +1,3 @@
+//! Exactly-once state stores for transforms (see ARCHITECTURE.md, "State").
+
+mod local;
