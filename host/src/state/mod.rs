@@ -1,3 +1,13 @@
-//! Exactly-once state stores for transforms (see ARCHITECTURE.md, "State").
+//! Exactly-once state stores for transforms (see ARCHITECTURE.md, "State stores"): `changelog`
+//! names, creates and checks the changelog topics; `local` is the redb store with its checkpoints;
+//! `restore` reads a changelog partition into it; `engine` is the per-transaction overlay and what
+//! happens to it at produce, commit and abort.
 
+mod changelog;
+mod engine;
 mod local;
+mod restore;
+
+pub use changelog::{changelog_topic, StoreSpec};
+pub use engine::State;
+pub use restore::RestoreError;
