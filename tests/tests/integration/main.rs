@@ -31,6 +31,7 @@ mod retry_time;
 mod round_trip;
 mod scaffold;
 mod secured;
+mod state;
 mod stop;
 mod survival;
 mod topology;
