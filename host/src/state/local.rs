@@ -22,7 +22,7 @@ const CHECKPOINTS: TableDefinition<(&str, i32), i64> = TableDefinition::new("che
 pub struct LocalError {
     path: PathBuf,
     #[source]
-    source: redb::Error,
+    source: Box<redb::Error>,
 }
 
 /// One change to apply: `value` `None` deletes the key.
@@ -45,7 +45,7 @@ impl LocalStore {
         let path = dir.join("state.redb");
         let failed = |source: redb::Error| LocalError {
             path: path.clone(),
-            source,
+            source: Box::new(source),
         };
         std::fs::create_dir_all(dir).map_err(|e| failed(redb::StorageError::from(e).into()))?;
         let (db, wiped) = match Database::create(&path) {
@@ -69,7 +69,7 @@ impl LocalStore {
     fn error(&self, source: impl Into<redb::Error>) -> LocalError {
         LocalError {
             path: self.path.clone(),
-            source: source.into(),
+            source: Box::new(source.into()),
         }
     }
 

@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 
 use toml::Value;
 use txform_tests::{
-    produce, read_topic, table, wait_for_committed, wait_for_group_at_end, InputSpec, Isolation,
-    PipelineConfig, Plugin, Record, TestEnv, Topic, Txform,
+    pause_in_open_transaction, produce, read_topic, table, wait_for_committed,
+    wait_for_group_at_end, InputSpec, Isolation, PipelineConfig, Plugin, Record, TestEnv, Topic,
+    Txform,
 };
 
 use crate::{EXIT_TIMEOUT, PROCESS_TIMEOUT};
@@ -88,6 +89,8 @@ fn running_count_survives_kill_9_exactly() {
     let mut first = env.spawn(&pipeline, "0");
     first.wait_for_log("created changelog topic", PROCESS_TIMEOUT);
     wait_for_committed(&output, 2_000, PROCESS_TIMEOUT);
+    // Killed inside an open transaction: its outputs and changelog records end up aborted.
+    pause_in_open_transaction(&mut first, &output, PROCESS_TIMEOUT);
     first.kill9();
     let before = read_topic(&output, Isolation::ReadCommitted).len() as u64;
     assert!(
@@ -100,8 +103,15 @@ fn running_count_survives_kill_9_exactly() {
     let committed = read_topic(&output, Isolation::ReadCommitted);
     assert_eq!(committed.len() as u64, N, "one count per input");
     assert_eq!(assert_exact_counts(&committed), records_per_key(0..N));
+    let changelog = Topic {
+        name: format!("{}-count-counts-changelog", pipeline.group_id),
+        partitions: PARTITIONS,
+    };
+    let aborted = read_topic(&changelog, Isolation::ReadUncommitted).len()
+        - read_topic(&changelog, Isolation::ReadCommitted).len();
     eprintln!(
-        "count with kill -9 after {before} committed outputs: restart restored {}",
+        "count with kill -9 after {before} committed outputs ({aborted} aborted changelog records): \
+         restart restored {}",
         second.log_lines("restored state store").join(" | ")
     );
 }
