@@ -41,7 +41,7 @@ pub fn stores_of(pipeline: &Pipeline, chain: &Chain) -> Result<Vec<StoreSpec>, S
     let mut specs: Vec<StoreSpec> = Vec::new();
     for (stage, transform, store) in chain.stores() {
         let line = pipeline.transforms.get(stage).map_or(0, |t| t.line);
-        let location = format!("{}:{line}", pipeline.origin.display());
+        let location = pipeline.location(line);
         let refuse = |why: String| format!("{location}: transform `{transform}`: {why}");
         if pipeline.transaction.guarantee != crate::config::Guarantee::ExactlyOnce {
             return Err(refuse(format!(
