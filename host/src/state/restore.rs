@@ -1,6 +1,6 @@
 //! Restoring a store partition from its changelog: read_committed, from the local store's
-//! checkpoint to the end (the last stable offset: librdkafka reports the end of a read_committed
-//! partition there), applied to the local store in chunks, each with the offset it reaches.
+//! checkpoint to the changelog's end when the restore began, applied to the local store in chunks,
+//! each with the offset it reaches.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -91,16 +91,22 @@ pub fn restore(
         .add_partition_offset(topic, partition, Offset::Offset(from))
         .map_err(kafka)?;
     client.assign(&assignment).map_err(kafka)?;
-    let result = read_to_end(client, local, spec, partition, stop, &mut restored);
+    let result = read_to_end(client, local, spec, partition, high, stop, &mut restored);
     let _ = client.unassign();
     result.map(|()| restored)
 }
 
+/// Reads until the position reaches `high`, the changelog's end when the restore began. Only the
+/// partition's previous owner wrote below it, and that owner's transactions are all decided before
+/// the group's offsets for it are stable (KIP-447), so waiting for `high` rather than stopping at the
+/// first end-of-partition also waits out a transaction whose commit markers are still being written
+/// (read_committed stops at the last stable offset until then), and never reads an undecided one.
 fn read_to_end(
     client: &Observer,
     local: &LocalStore,
     spec: &StoreSpec,
     partition: i32,
+    high: i64,
     stop: &AtomicBool,
     restored: &mut Restored,
 ) -> Result<(), RestoreError> {
@@ -131,14 +137,17 @@ fn read_to_end(
         if reported.elapsed() >= PROGRESS_EVERY {
             reported = Instant::now();
             log::info!(
-                "restoring state store `{}` of transform `{}` partition {partition}: {} record(s) so far",
+                "restoring state store `{}` of transform `{}` partition {partition}: {} record(s) \
+                 so far, at offset {} of {high} (a transaction still open on the changelog holds \
+                 read_committed readers back until it ends)",
                 spec.store,
                 spec.transform,
-                restored.records
+                restored.records,
+                restored.to
             );
         }
-        match client.poll(POLL) {
-            None => {}
+        let at_end = match client.poll(POLL) {
+            None | Some(Err(KafkaError::PartitionEOF(_))) => true,
             Some(Ok(message)) => {
                 restored.records += 1;
                 restored.to = message.offset() + 1;
@@ -149,19 +158,31 @@ fn read_to_end(
                 if chunk.len() >= CHUNK {
                     flush(&mut chunk, restored.to)?;
                 }
+                restored.to >= high
             }
-            Some(Err(KafkaError::PartitionEOF(_))) => break,
             Some(Err(error)) => return Err(kafka(error)),
-        }
-    }
-    // The position is past trailing transaction markers, which a next restore need not read again.
-    if let Ok(position) = client.position() {
-        if let Some(Offset::Offset(next)) = position
-            .find_partition(topic, partition)
-            .map(|e| e.offset())
-        {
-            restored.to = restored.to.max(next);
+        };
+        // The position also moves past transaction markers and aborted records, which are never
+        // delivered.
+        if at_end {
+            restored.to = restored.to.max(position(client, topic, partition));
+            if restored.to >= high {
+                break;
+            }
         }
     }
     flush(&mut chunk, restored.to)
+}
+
+/// The consumer's position in `topic`/`partition` (-1 when it has none yet).
+fn position(client: &Observer, topic: &str, partition: i32) -> i64 {
+    let position = client.position().ok();
+    match position
+        .as_ref()
+        .and_then(|p| p.find_partition(topic, partition))
+        .map(|e| e.offset())
+    {
+        Some(Offset::Offset(next)) => next,
+        _ => -1,
+    }
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use toml::Value;
 use txform_tests::{
-    pause_in_open_transaction, produce, read_topic, table, wait_for_committed,
+    last_stable_offsets, pause_in_open_transaction, produce, read_topic, table, wait_for_committed,
     wait_for_group_at_end, InputSpec, Isolation, PipelineConfig, Plugin, Record, TestEnv, Topic,
     Txform,
 };
@@ -311,4 +311,100 @@ fn a_changelog_with_fewer_partitions_is_refused() {
         )),
         "{errors:?}"
     );
+}
+
+/// Produces inputs `id` (key `c<id % 60>` on partition `id % 6`) in chunks of 12 every 50 ms from
+/// `first` until `stop`; returns how many.
+fn produce_counted_until(
+    input: Topic,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let producer = txform_tests::InputProducer::new(&input);
+        let mut id = 0u64;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let chunk: Vec<InputSpec> = (id..id + 12)
+                .map(|i| {
+                    let key = format!("c{}", i % 60);
+                    InputSpec::standard(i, (i % 6) as i32).with_key(Some(key.as_bytes()))
+                })
+                .collect();
+            producer.produce(&chunk);
+            id += 12;
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        id
+    })
+}
+
+#[test]
+fn state_follows_partitions_across_rebalances_of_three_instances() {
+    let env = TestEnv::new("state-rebalance");
+    let input = env.create_topic("in", 6);
+    let output = env.create_topic("out", 6);
+    let mut pipeline = count_pipeline(&env, &input, &output)
+        // A killed instance's open transaction ends (aborted) soon, so its partitions move on.
+        .producer_property("transaction.timeout.ms", 10_000);
+    pipeline.static_membership = false;
+    let config = env.write_pipeline(&pipeline, "pipeline.toml");
+    let stop_input = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producer = produce_counted_until(input.clone(), std::sync::Arc::clone(&stop_input));
+
+    // Progress while inputs keep coming: the output's last stable offsets grew by `by` (records and
+    // commit markers).
+    let progress = |by: i64| {
+        let start: i64 = last_stable_offsets(&output).iter().sum();
+        let deadline = std::time::Instant::now() + PROCESS_TIMEOUT;
+        while last_stable_offsets(&output).iter().sum::<i64>() < start + by {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no progress on {}",
+                output.name
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let mut a = env.spawn_file(&config, "0");
+    progress(500);
+    // Two join.
+    let mut b = env.spawn_file(&config, "1");
+    let mut c = env.spawn_file(&config, "2");
+    b.wait_for_log("partitions assigned", PROCESS_TIMEOUT);
+    c.wait_for_log("partitions assigned", PROCESS_TIMEOUT);
+    b.wait_for_log("restored state store", PROCESS_TIMEOUT);
+    progress(500);
+    // One is killed (its partitions move after its session times out), then comes back.
+    b.kill9();
+    let c_assigned = c.log_lines("partitions assigned").len();
+    c.wait_for_log_count("partitions assigned", c_assigned + 1, PROCESS_TIMEOUT);
+    progress(500);
+    let mut b = env.spawn_file(&config, "1");
+    b.wait_for_log("restored state store", PROCESS_TIMEOUT);
+    progress(500);
+    // One leaves cleanly.
+    c.terminate();
+    c.expect_exit_code(0, EXIT_TIMEOUT);
+    progress(500);
+
+    stop_input.store(true, std::sync::atomic::Ordering::SeqCst);
+    let n = producer.join().expect("the input producer");
+    wait_for_committed(&output, n as usize, PROCESS_TIMEOUT);
+    wait_for_group_at_end(&pipeline.group_id, &input, PROCESS_TIMEOUT);
+    for txform in [&mut a, &mut b] {
+        txform.terminate();
+        txform.expect_exit_code(0, EXIT_TIMEOUT);
+    }
+    let committed = read_topic(&output, Isolation::ReadCommitted);
+    assert_eq!(committed.len() as u64, n, "one count per input");
+    let mut expected = BTreeMap::new();
+    for id in 0..n {
+        *expected.entry(format!("c{}", id % 60)).or_insert(0u64) += 1;
+    }
+    assert_eq!(assert_exact_counts(&committed), expected);
+    let restores: Vec<String> = [&a, &b, &c]
+        .iter()
+        .flat_map(|t| t.log_lines("restored state store"))
+        .filter(|l| !l.contains(": 0 changelog record(s)"))
+        .collect();
+    eprintln!("{n} inputs over 3 instances; restores that read records: {restores:?}");
 }
