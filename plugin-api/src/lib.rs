@@ -115,7 +115,7 @@ mod transform;
 pub use abi::{CallError, HostRef, PluginInfo, PluginMod, PluginModRef, TransformBox};
 pub use output::{OutHeader, OutRecord, Output, Rejection};
 pub use record::{Header, Record};
-pub use state::StateError;
+pub use state::{StateBackend, StateError, StatefulHost};
 pub use test_driver::{with_views, TestDriver, TestRecord, TestState};
 pub use transform::{Transform, TransformError};
 

@@ -4,10 +4,10 @@
 
 use std::ptr::NonNull;
 
-use abi_stable::std_types::{RResult, RSlice, RStr};
+use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString, RVec};
 
-use crate::abi::HostRef;
-use crate::output::{index_u32, Output};
+use crate::abi::{Host, HostRef};
+use crate::output::{index_u32, OutRecord, Output, Rejection};
 
 /// Why a state operation failed. A transform usually returns it with `?`: the call fails and the host
 /// aborts the transaction, so no change of the batch survives.
@@ -131,4 +131,97 @@ fn refused<T>(
         store: store.to_string(),
         message: message.into_string(),
     })
+}
+
+/// The state side of a host object, for hosts (the txform host, [`crate::TestDriver`]): what a
+/// transform's state calls reach through [`StatefulHost`]. `input` is the call's input index; an
+/// `Err` is the message the plugin's [`StateError::Host`] carries.
+#[doc(hidden)]
+pub trait StateBackend {
+    fn get(&mut self, store: &str, input: u32, key: &[u8]) -> Result<Option<Vec<u8>>, String>;
+
+    /// Sets `key` to `value`, or deletes it when `value` is `None`.
+    fn put(
+        &mut self,
+        store: &str,
+        input: u32,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), String>;
+}
+
+impl<S: StateBackend + ?Sized> StateBackend for &mut S {
+    fn get(&mut self, store: &str, input: u32, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        (**self).get(store, input, key)
+    }
+
+    fn put(
+        &mut self,
+        store: &str,
+        input: u32,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), String> {
+        (**self).put(store, input, key, value)
+    }
+}
+
+/// A host object with state: outputs and rejections go to `out`, state calls to `state`.
+#[doc(hidden)]
+pub struct StatefulHost<'a, S> {
+    pub out: &'a mut Output,
+    pub state: S,
+}
+
+impl<S: StateBackend> Host for StatefulHost<'_, S> {
+    fn emit(&mut self, record: OutRecord) {
+        Host::emit(self.out, record);
+    }
+
+    fn reject(&mut self, rejection: Rejection) {
+        Host::reject(self.out, rejection);
+    }
+
+    fn state_get(
+        &mut self,
+        store: RStr<'_>,
+        input: u32,
+        key: RSlice<'_, u8>,
+    ) -> RResult<ROption<RVec<u8>>, RString> {
+        self.state
+            .get(store.as_str(), input, key.as_slice())
+            .map(|value| value.map(RVec::from).into())
+            .map_err(RString::from)
+            .into()
+    }
+
+    fn state_put(
+        &mut self,
+        store: RStr<'_>,
+        input: u32,
+        key: RSlice<'_, u8>,
+        value: RSlice<'_, u8>,
+    ) -> RResult<(), RString> {
+        self.state
+            .put(
+                store.as_str(),
+                input,
+                key.as_slice(),
+                Some(value.as_slice()),
+            )
+            .map_err(RString::from)
+            .into()
+    }
+
+    fn state_delete(
+        &mut self,
+        store: RStr<'_>,
+        input: u32,
+        key: RSlice<'_, u8>,
+    ) -> RResult<(), RString> {
+        self.state
+            .put(store.as_str(), input, key.as_slice(), None)
+            .map_err(RString::from)
+            .into()
+    }
 }

@@ -32,12 +32,13 @@
 use std::collections::BTreeMap;
 
 use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString, RVec};
+use abi_stable::std_types::RString;
 
-use crate::abi::{CallError, Host, Host_TO, TransformObj};
+use crate::abi::{CallError, Host_TO, TransformObj};
 use crate::guard::{create, Guarded};
-use crate::output::{OutRecord, Output, Rejection};
+use crate::output::Output;
 use crate::record::{Header, Record};
+use crate::state::{StateBackend, StatefulHost};
 use crate::transform::Transform;
 
 /// An owned input record for tests; [`TestDriver::run`] hands views of it to the transform.
@@ -177,10 +178,9 @@ impl TestState {
     }
 }
 
-/// The host object of one test call: outputs go to `out`, state changes to `pending` (a deletion
-/// is `None`), applied to `state` only when the call succeeds.
-struct TestHost<'a> {
-    out: &'a mut Output,
+/// The state of one test call: changes go to `pending` (a deletion is `None`), applied to `state`
+/// only when the call succeeds.
+struct TestCallState<'a> {
     /// Source partition of every input of the call.
     partitions: &'a [i32],
     stores: &'a [String],
@@ -188,82 +188,44 @@ struct TestHost<'a> {
     pending: BTreeMap<(String, i32, Vec<u8>), Option<Vec<u8>>>,
 }
 
-impl TestHost<'_> {
+impl TestCallState<'_> {
     /// The pending-map key of `key` in `store` for the input at `input`, or the host's refusal.
-    fn slot(
-        &self,
-        store: RStr<'_>,
-        input: u32,
-        key: RSlice<'_, u8>,
-    ) -> Result<(String, i32, Vec<u8>), RString> {
-        if !self.stores.iter().any(|s| s == store.as_str()) {
+    fn slot(&self, store: &str, input: u32, key: &[u8]) -> Result<(String, i32, Vec<u8>), String> {
+        if !self.stores.iter().any(|s| s == store) {
             return Err(format!(
                 "not declared by the transform's stores() ({:?})",
                 self.stores
-            )
-            .into());
+            ));
         }
         let partition = self.partitions.get(input as usize).ok_or_else(|| {
-            RString::from(format!(
+            format!(
                 "input {input} is not in the batch of {}",
                 self.partitions.len()
-            ))
+            )
         })?;
         Ok((store.to_string(), *partition, key.to_vec()))
     }
 }
 
-impl Host for TestHost<'_> {
-    fn emit(&mut self, record: OutRecord) {
-        Host::emit(self.out, record);
+impl StateBackend for TestCallState<'_> {
+    fn get(&mut self, store: &str, input: u32, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        let slot = self.slot(store, input, key)?;
+        Ok(match self.pending.get(&slot) {
+            Some(pending) => pending.clone(),
+            None => self.state.entries.get(&slot).cloned(),
+        })
     }
 
-    fn reject(&mut self, rejection: Rejection) {
-        Host::reject(self.out, rejection);
-    }
-
-    fn state_get(
+    fn put(
         &mut self,
-        store: RStr<'_>,
+        store: &str,
         input: u32,
-        key: RSlice<'_, u8>,
-    ) -> RResult<ROption<RVec<u8>>, RString> {
-        self.slot(store, input, key)
-            .map(|slot| {
-                let value = match self.pending.get(&slot) {
-                    Some(pending) => pending.clone(),
-                    None => self.state.entries.get(&slot).cloned(),
-                };
-                value.map(RVec::from).into()
-            })
-            .into()
-    }
-
-    fn state_put(
-        &mut self,
-        store: RStr<'_>,
-        input: u32,
-        key: RSlice<'_, u8>,
-        value: RSlice<'_, u8>,
-    ) -> RResult<(), RString> {
-        self.slot(store, input, key)
-            .map(|slot| {
-                self.pending.insert(slot, Some(value.to_vec()));
-            })
-            .into()
-    }
-
-    fn state_delete(
-        &mut self,
-        store: RStr<'_>,
-        input: u32,
-        key: RSlice<'_, u8>,
-    ) -> RResult<(), RString> {
-        self.slot(store, input, key)
-            .map(|slot| {
-                self.pending.insert(slot, None);
-            })
-            .into()
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), String> {
+        let slot = self.slot(store, input, key)?;
+        self.pending.insert(slot, value.map(<[u8]>::to_vec));
+        Ok(())
     }
 }
 
@@ -301,17 +263,20 @@ impl<T: Transform> TestDriver<T> {
     pub fn run_views(&mut self, batch: &[Record<'_>]) -> Result<Output, CallError> {
         let mut out = Output::new();
         let partitions: Vec<i32> = batch.iter().map(Record::partition).collect();
-        let mut host = TestHost {
-            out: &mut out,
+        let mut call = TestCallState {
             partitions: &partitions,
             stores: &self.stores,
             state: &self.state,
             pending: BTreeMap::new(),
         };
+        let mut host = StatefulHost {
+            out: &mut out,
+            state: &mut call,
+        };
         let result = self
             .instance
             .call(batch, Host_TO::from_ptr(&mut host, TD_Opaque));
-        let pending = std::mem::take(&mut host.pending);
+        let pending = std::mem::take(&mut call.pending);
         match result {
             Ok(()) => {
                 for (slot, value) in pending {

@@ -170,7 +170,7 @@ impl<'a> Copier<'a> {
         let metrics = std::sync::Arc::clone(self.stats.metrics());
         let restored = state
             .borrow_mut()
-            .prepare(partitions, events, self.stop, &metrics.health);
+            .prepare(partitions, events, self.stop, &metrics);
         match restored {
             Ok(()) => None,
             Err(RestoreError::Stopped) => Some(Next::End(End::Stopped)),

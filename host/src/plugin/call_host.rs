@@ -1,10 +1,7 @@
-//! The host object of one stage call: outputs and rejections go to the stage's `Output`; state
-//! accesses are mapped from the call's input index to the source record's partition and handed to
+//! The state side of one stage call's host object: state accesses are mapped from the call's input index to the source record's partition and handed to
 //! the pipeline's [`StateAccess`] (the state engine's per-transaction overlay).
 
-use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString, RVec};
-use txform_plugin_api::abi::Host;
-use txform_plugin_api::{OutRecord, Output, Record, Rejection};
+use txform_plugin_api::{OutRecord, Record, StateBackend};
 
 /// Where a chain's state accesses go during one transaction (see `crate::state`). `stage` is the
 /// index of the calling stage in the chain; `source` the batch index of the source record the
@@ -33,9 +30,9 @@ pub trait StateAccess {
 /// What a host without state answers (offline runs; chains that declared no store).
 pub struct NoState;
 
-/// One stage call's host.
-pub(super) struct CallHost<'a, 'b> {
-    pub out: &'a mut Output,
+/// The state side of one stage call's host (outputs go to the stage's `Output` through
+/// [`txform_plugin_api::StatefulHost`]).
+pub(super) struct CallState<'a, 'b> {
     pub state: &'a mut dyn StateAccess,
     pub stage: usize,
     /// The stores the stage declared; any other name is refused.
@@ -47,10 +44,10 @@ pub(super) struct CallHost<'a, 'b> {
     pub inputs: Option<&'a [OutRecord]>,
 }
 
-impl CallHost<'_, '_> {
+impl CallState<'_, '_> {
     /// The source index and partition of the call's input `input`, if the stage may use `store`.
-    fn locate(&self, store: RStr<'_>, input: u32) -> Result<(usize, i32), String> {
-        if !self.stores.iter().any(|s| s == store.as_str()) {
+    fn locate(&self, store: &str, input: u32) -> Result<(usize, i32), String> {
+        if !self.stores.iter().any(|s| s == store) {
             return Err(if self.stores.is_empty() {
                 "the transform declared no state stores (Transform::stores)".to_string()
             } else {
@@ -73,72 +70,24 @@ impl CallHost<'_, '_> {
             )),
         }
     }
+}
+
+impl StateBackend for CallState<'_, '_> {
+    fn get(&mut self, store: &str, input: u32, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        let (_, partition) = self.locate(store, input)?;
+        self.state.get(self.stage, store, partition, key)
+    }
 
     fn put(
         &mut self,
-        store: RStr<'_>,
+        store: &str,
         input: u32,
-        key: RSlice<'_, u8>,
+        key: &[u8],
         value: Option<&[u8]>,
-    ) -> RResult<(), RString> {
-        self.locate(store, input)
-            .and_then(|(source, partition)| {
-                self.state.put(
-                    self.stage,
-                    store.as_str(),
-                    partition,
-                    source,
-                    key.as_slice(),
-                    value,
-                )
-            })
-            .map_err(RString::from)
-            .into()
-    }
-}
-
-impl Host for CallHost<'_, '_> {
-    fn emit(&mut self, record: OutRecord) {
-        Host::emit(self.out, record);
-    }
-
-    fn reject(&mut self, rejection: Rejection) {
-        Host::reject(self.out, rejection);
-    }
-
-    fn state_get(
-        &mut self,
-        store: RStr<'_>,
-        input: u32,
-        key: RSlice<'_, u8>,
-    ) -> RResult<ROption<RVec<u8>>, RString> {
-        self.locate(store, input)
-            .and_then(|(_, partition)| {
-                self.state
-                    .get(self.stage, store.as_str(), partition, key.as_slice())
-            })
-            .map(|value| value.map(RVec::from).into())
-            .map_err(RString::from)
-            .into()
-    }
-
-    fn state_put(
-        &mut self,
-        store: RStr<'_>,
-        input: u32,
-        key: RSlice<'_, u8>,
-        value: RSlice<'_, u8>,
-    ) -> RResult<(), RString> {
-        self.put(store, input, key, Some(value.as_slice()))
-    }
-
-    fn state_delete(
-        &mut self,
-        store: RStr<'_>,
-        input: u32,
-        key: RSlice<'_, u8>,
-    ) -> RResult<(), RString> {
-        self.put(store, input, key, None)
+    ) -> Result<(), String> {
+        let (source, partition) = self.locate(store, input)?;
+        self.state
+            .put(self.stage, store, partition, source, key, value)
     }
 }
 

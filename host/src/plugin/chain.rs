@@ -16,7 +16,7 @@ use txform_plugin_api::{
 
 use crate::config::TransformSpec;
 
-use super::call_host::{CallHost, NoState, StateAccess};
+use super::call_host::{CallState, NoState, StateAccess};
 use super::loader::{load_plugin, LoadError};
 
 /// One loaded transform with the means to re-create it.
@@ -282,13 +282,15 @@ impl Stage {
     ) -> Result<(), StageFailure> {
         out.clear();
         let started = Instant::now();
-        let mut host = CallHost {
+        let mut host = txform_plugin_api::StatefulHost {
             out,
-            state,
-            stage,
-            stores: &self.stores,
-            batch: source,
-            inputs,
+            state: CallState {
+                state,
+                stage,
+                stores: &self.stores,
+                batch: source,
+                inputs,
+            },
         };
         let result = self.instance.transform(
             RSlice::from_slice(batch),

@@ -16,7 +16,7 @@ use rdkafka::producer::{BaseRecord, Producer as _};
 
 use crate::config::Pipeline;
 use crate::kafka::{build_restorer, Observer, Producer};
-use crate::metrics::Health;
+use crate::metrics::Metrics;
 use crate::pipeline::sink::{send, ProduceFailure};
 use crate::plugin::{Chain, StateAccess};
 
@@ -92,7 +92,7 @@ impl State {
         partitions: impl IntoIterator<Item = i32>,
         events: u64,
         stop: &AtomicBool,
-        health: &Health,
+        metrics: &Metrics,
     ) -> Result<(), RestoreError> {
         if self.events != Some(events) {
             self.restored.clear();
@@ -105,9 +105,9 @@ impl State {
         if todo.is_empty() {
             return Ok(());
         }
-        health.restoring(true);
-        let result = self.restore_all(&todo, stop);
-        health.restoring(false);
+        metrics.health.restoring(true);
+        let result = self.restore_all(&todo, stop, metrics);
+        metrics.health.restoring(false);
         result
     }
 
@@ -115,11 +115,16 @@ impl State {
         &mut self,
         partitions: &BTreeSet<i32>,
         stop: &AtomicBool,
+        metrics: &Metrics,
     ) -> Result<(), RestoreError> {
         for &partition in partitions {
             for spec in &self.specs {
                 let started = Instant::now();
                 let done = restore(&self.restorer, &self.local, spec, partition, stop)?;
+                metrics.state_restore_records.inc_by(done.records);
+                metrics
+                    .state_restore_duration
+                    .observe(started.elapsed().as_secs_f64());
                 log::info!(
                     "restored state store `{}` of transform `{}` partition {partition}: {} changelog record(s) from offset {} to {} in {:.0?}{}",
                     spec.store,
