@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use toml::Value;
 use txform_tests::{
-    last_stable_offsets, pause_in_open_transaction, produce, read_topic, table, wait_for_committed,
+    pause_in_open_transaction, produce, read_topic, table, wait_for_committed,
     wait_for_group_at_end, InputSpec, Isolation, PipelineConfig, Plugin, Record, TestEnv, Topic,
     Txform,
 };
@@ -19,6 +19,8 @@ use txform_tests::{
 use crate::{EXIT_TIMEOUT, PROCESS_TIMEOUT};
 
 const PARTITIONS: i32 = 3;
+/// The debug line of each committed transaction.
+const COMMITTED: &str = "] committed ";
 /// Keys `c0..c29`; key `c<i>` only in partition `i % 3`, so a key's count is global.
 const KEYS: u64 = 30;
 
@@ -350,41 +352,32 @@ fn state_follows_partitions_across_rebalances_of_three_instances() {
     let stop_input = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let producer = produce_counted_until(input.clone(), std::sync::Arc::clone(&stop_input));
 
-    // Progress while inputs keep coming: the output's last stable offsets grew by `by` (records and
-    // commit markers).
-    let progress = |by: i64| {
-        let start: i64 = last_stable_offsets(&output).iter().sum();
-        let deadline = std::time::Instant::now() + PROCESS_TIMEOUT;
-        while last_stable_offsets(&output).iter().sum::<i64>() < start + by {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no progress on {}",
-                output.name
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+    // Progress while inputs keep coming: `txform` committed 20 more transactions.
+    let progress = |txform: &mut Txform| {
+        let done = txform.log_lines(COMMITTED).len();
+        txform.wait_for_log_count(COMMITTED, done + 20, PROCESS_TIMEOUT);
     };
     let mut a = env.spawn_file(&config, "0");
-    progress(500);
+    progress(&mut a);
     // Two join.
     let mut b = env.spawn_file(&config, "1");
     let mut c = env.spawn_file(&config, "2");
     b.wait_for_log("partitions assigned", PROCESS_TIMEOUT);
     c.wait_for_log("partitions assigned", PROCESS_TIMEOUT);
     b.wait_for_log("restored state store", PROCESS_TIMEOUT);
-    progress(500);
+    progress(&mut b);
     // One is killed (its partitions move after its session times out), then comes back.
     b.kill9();
     let c_assigned = c.log_lines("partitions assigned").len();
     c.wait_for_log_count("partitions assigned", c_assigned + 1, PROCESS_TIMEOUT);
-    progress(500);
+    progress(&mut c);
     let mut b = env.spawn_file(&config, "1");
     b.wait_for_log("restored state store", PROCESS_TIMEOUT);
-    progress(500);
+    progress(&mut b);
     // One leaves cleanly.
     c.terminate();
     c.expect_exit_code(0, EXIT_TIMEOUT);
-    progress(500);
+    progress(&mut a);
 
     stop_input.store(true, std::sync::atomic::Ordering::SeqCst);
     let n = producer.join().expect("the input producer");
