@@ -173,6 +173,22 @@ pub struct StatefulHost<'a, S> {
     pub state: S,
 }
 
+impl<S: StateBackend> StatefulHost<'_, S> {
+    /// A put (`Some`) or a delete (`None`).
+    fn change(
+        &mut self,
+        store: RStr<'_>,
+        input: u32,
+        key: RSlice<'_, u8>,
+        value: Option<&[u8]>,
+    ) -> RResult<(), RString> {
+        self.state
+            .put(store.as_str(), input, key.as_slice(), value)
+            .map_err(RString::from)
+            .into()
+    }
+}
+
 impl<S: StateBackend> Host for StatefulHost<'_, S> {
     fn emit(&mut self, record: OutRecord) {
         Host::emit(self.out, record);
@@ -202,15 +218,7 @@ impl<S: StateBackend> Host for StatefulHost<'_, S> {
         key: RSlice<'_, u8>,
         value: RSlice<'_, u8>,
     ) -> RResult<(), RString> {
-        self.state
-            .put(
-                store.as_str(),
-                input,
-                key.as_slice(),
-                Some(value.as_slice()),
-            )
-            .map_err(RString::from)
-            .into()
+        self.change(store, input, key, Some(value.as_slice()))
     }
 
     fn state_delete(
@@ -219,9 +227,6 @@ impl<S: StateBackend> Host for StatefulHost<'_, S> {
         input: u32,
         key: RSlice<'_, u8>,
     ) -> RResult<(), RString> {
-        self.state
-            .put(store.as_str(), input, key.as_slice(), None)
-            .map_err(RString::from)
-            .into()
+        self.change(store, input, key, None)
     }
 }
