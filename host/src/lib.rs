@@ -12,3 +12,4 @@ pub mod plugin;
 pub mod redact;
 pub mod scaffold;
 pub mod shutdown;
+pub mod state;

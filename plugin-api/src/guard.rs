@@ -10,7 +10,7 @@ use std::sync::Once;
 use abi_stable::{
     prefix_type::PrefixTypeTrait,
     sabi_trait::TD_Opaque,
-    std_types::{RResult, RSlice, RStr, RString},
+    std_types::{RResult, RSlice, RStr, RString, RVec},
 };
 
 use crate::abi::{
@@ -19,17 +19,27 @@ use crate::abi::{
 };
 use crate::output::Output;
 use crate::record::Record;
+use crate::state::attached;
 use crate::transform::{Transform, TransformError};
 
 /// Builds the root module for `T`; called once by the library loader.
 pub fn build_module<T: Transform>(info: PluginInfo) -> PluginModRef {
     PluginMod {
         info,
-        requires: RSlice::EMPTY,
+        requires: requires_of::<T>(),
         new_transform: new_transform::<T>,
         config_doc: config_doc::<T>,
     }
     .leak_into_prefix()
+}
+
+/// `T::REQUIRES` as the root module's slice, leaked once per load like the module itself.
+fn requires_of<T: Transform>() -> RSlice<'static, RStr<'static>> {
+    if T::REQUIRES.is_empty() {
+        return RSlice::EMPTY;
+    }
+    let names: Vec<RStr<'static>> = T::REQUIRES.iter().map(|f| RStr::from_str(f)).collect();
+    RSlice::from_slice(Vec::leak(names))
 }
 
 /// Creates a guarded instance of `T` from its JSON configuration: the root module's constructor.
@@ -95,7 +105,10 @@ impl<T: Transform> Guarded<T> {
     ) -> Result<(), CallError> {
         self.out.clear();
         let Guarded { instance, out } = self;
-        let result = guarded(|| instance.transform(batch, out));
+        // The output reaches the host's state stores during the call only.
+        let result = attached(out, &mut host, |out| {
+            guarded(|| instance.transform(batch, out))
+        });
         match result {
             Ok(()) => out.hand_to(batch, &mut host),
             Err(_) => out.clear(),
@@ -111,6 +124,16 @@ impl<T: Transform> TransformObj for Guarded<T> {
         host: HostRef<'_>,
     ) -> RResult<(), CallError> {
         self.call(batch.as_slice(), host).into()
+    }
+
+    fn stores(&self) -> RVec<RString> {
+        // A panic here must not cross the boundary either; the host then sees no store, and the
+        // instance's first state access fails its call with the store's name.
+        guarded(|| Ok(self.instance.stores()))
+            .unwrap_or_default()
+            .into_iter()
+            .map(RString::from)
+            .collect()
     }
 }
 

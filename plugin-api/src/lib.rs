@@ -41,9 +41,44 @@
 //! constructor and every call in `catch_unwind`, so a panic becomes an error value with `panicked = true`;
 //! the host then aborts the transaction and re-creates the instance before retrying.
 //!
+//! # State stores
+//! A transform that needs memory (counts per key, de-duplication) declares named key-value stores in
+//! [`Transform::stores`], lists [`STATE_STORES`] in [`Transform::REQUIRES`], and during
+//! [`Transform::transform`] calls [`Output::state_get`], [`Output::state_put`] and
+//! [`Output::state_delete`] with the index of the input the access is for. The host keeps each store
+//! partitioned like the source (the store an input sees belongs to its source partition, so state
+//! moves with the partition on a rebalance), lets a call read its own writes, and commits every
+//! change in the same Kafka transaction as the outputs and offsets: after a failed batch the retry
+//! sees the state as of the last commit. Values are bytes; the host never interprets them.
+//!
+//! ```
+//! use txform_plugin_api::{Output, OutRecord, Record, Transform, TransformError, STATE_STORES};
+//!
+//! struct Count;
+//! impl Transform for Count {
+//!     type Config = serde_json::Value;
+//!     const REQUIRES: &'static [&'static str] = &[STATE_STORES];
+//!     fn new(_: Self::Config) -> Result<Self, TransformError> { Ok(Count) }
+//!     fn stores(&self) -> Vec<String> { vec!["counts".into()] }
+//!     fn transform(&mut self, batch: &[Record<'_>], out: &mut Output) -> Result<(), TransformError> {
+//!         for (i, rec) in batch.iter().enumerate() {
+//!             let key = rec.key().unwrap_or_default();
+//!             let n = match out.state_get("counts", i, key)? {
+//!                 Some(bytes) => u64::from_be_bytes(bytes.as_slice().try_into()?) + 1,
+//!                 None => 1,
+//!             };
+//!             out.state_put("counts", i, key, &n.to_be_bytes())?;
+//!             out.emit(i, OutRecord::from_input(rec).with_value(n.to_string()));
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//! ```
+//!
 //! # Testing a transform
 //! [`TestDriver`] runs batches of [`TestRecord`]s through the export macro's guard in `cargo test`, so
-//! errors, panics and rejections behave as in the host; `txform test` runs a built plugin (or a whole
+//! errors, panics and rejections behave as in the host, and keeps state stores as the host does
+//! ([`TestDriver::state`] inspects them, [`TestDriver::restart`] re-creates the instance on them); `txform test` runs a built plugin (or a whole
 //! pipeline's chain) offline on records from a JSONL file.
 //!
 //! # Compatibility and evolution rules
@@ -82,13 +117,15 @@ pub mod compat;
 mod guard;
 mod output;
 mod record;
+mod state;
 mod test_driver;
 mod transform;
 
 pub use abi::{CallError, HostRef, PluginInfo, PluginMod, PluginModRef, TransformBox};
 pub use output::{Forward, Forwarded, OutHeader, OutRecord, Output, Rejection};
 pub use record::{Header, Record};
-pub use test_driver::{with_views, TestDriver, TestRecord};
+pub use state::{StateBackend, StateError, StatefulHost};
+pub use test_driver::{with_views, TestDriver, TestRecord, TestState};
 pub use transform::{Transform, TransformError};
 
 /// The full version of this crate, recorded in every plugin's [`PluginInfo::api_version`].
@@ -98,8 +135,12 @@ pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// evolution rules are broken on purpose (see "Compatibility and evolution rules").
 pub const ABI_LINE: &str = "0.2.0";
 
-/// Host features a plugin may require (rule 4). None yet: 0.2.0 is the first line.
-pub const HOST_FEATURES: &[&str] = &[];
+/// Host features a plugin may require (rule 4): `state-stores` (0.2.1) is [`Output::state_get`] and
+/// friends, with changes that commit in the transaction.
+pub const HOST_FEATURES: &[&str] = &[STATE_STORES];
+
+/// The host feature of state stores; a stateful transform lists it in [`Transform::REQUIRES`].
+pub const STATE_STORES: &str = "state-stores";
 
 // Re-exported so that plugin crates need no direct dependency on them.
 pub use serde;

@@ -12,6 +12,7 @@ use abi_stable::{
 
 use crate::abi::{Host, HostRef, Host_TO};
 use crate::record::Record;
+use crate::state::CallHost;
 
 /// Everything one transform call produced: outputs and per-record rejections.
 ///
@@ -24,6 +25,8 @@ pub struct Output {
     records: RVec<OutRecord>,
     forwards: Vec<Forwarded>,
     rejections: RVec<Rejection>,
+    /// The host of the call in progress, for state access (see `crate::state`).
+    pub(crate) call_host: CallHost,
 }
 
 /// Where a forwarded input goes; unset fields fall back to the host's defaults, as in an
@@ -236,7 +239,7 @@ impl Host for Output {
 }
 
 /// Batches are bounded far below `u32::MAX` records by the host.
-fn index_u32(index: usize) -> u32 {
+pub(crate) fn index_u32(index: usize) -> u32 {
     u32::try_from(index).unwrap_or(u32::MAX)
 }
 

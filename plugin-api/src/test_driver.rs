@@ -29,10 +29,16 @@
 //! assert_eq!(out.rejections()[0].input, 1);
 //! ```
 
-use crate::abi::CallError;
+use std::collections::BTreeMap;
+
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::RString;
+
+use crate::abi::{CallError, Host_TO, TransformObj};
 use crate::guard::{create, Guarded};
 use crate::output::Output;
 use crate::record::{Header, Record};
+use crate::state::{StateBackend, StatefulHost};
 use crate::transform::Transform;
 
 /// An owned input record for tests; [`TestDriver::run`] hands views of it to the transform.
@@ -98,6 +104,13 @@ impl TestRecord {
     }
 }
 
+fn stores_of<T: Transform>(instance: &Guarded<T>) -> Vec<String> {
+    TransformObj::stores(instance)
+        .into_iter()
+        .map(RString::into_string)
+        .collect()
+}
+
 /// Calls `f` with borrowed views of `records`, as a host would hand them to a transform.
 pub fn with_views<R>(records: &[TestRecord], f: impl FnOnce(&[Record<'_>]) -> R) -> R {
     let headers: Vec<Vec<Header<'_>>> = records
@@ -128,19 +141,117 @@ pub fn with_views<R>(records: &[TestRecord], f: impl FnOnce(&[Record<'_>]) -> R)
 }
 
 /// Runs batches through one guarded transform instance, as the host would.
+///
+/// State stores behave as in the host: a call reads the state as of the last successful call plus
+/// its own writes; a failed (or panicked) call's writes vanish; stores are partitioned by the
+/// source partition of the input a call names. [`TestDriver::state`] inspects them.
 pub struct TestDriver<T: Transform> {
     config_json: String,
     instance: Guarded<T>,
+    /// The stores the instance declared.
+    stores: Vec<String>,
+    state: TestState,
+}
+
+/// The committed contents of a [`TestDriver`]'s state stores.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TestState {
+    /// (store, source partition, key) → value.
+    entries: BTreeMap<(String, i32, Vec<u8>), Vec<u8>>,
+}
+
+impl TestState {
+    /// The committed value of `key` in `store`, partition `partition`.
+    pub fn get(&self, store: &str, partition: i32, key: &[u8]) -> Option<&[u8]> {
+        self.entries
+            .get(&(store.to_string(), partition, key.to_vec()))
+            .map(Vec::as_slice)
+    }
+
+    /// Every committed (key, value) of `store` in `partition`, in key order.
+    pub fn entries(&self, store: &str, partition: i32) -> Vec<(&[u8], &[u8])> {
+        self.entries
+            .iter()
+            .filter(|((s, p, _), _)| s == store && *p == partition)
+            .map(|((_, _, k), v)| (k.as_slice(), v.as_slice()))
+            .collect()
+    }
+}
+
+/// The state of one test call: changes go to `pending` (a deletion is `None`), applied to `state`
+/// only when the call succeeds.
+struct TestCallState<'a> {
+    /// Source partition of every input of the call.
+    partitions: &'a [i32],
+    stores: &'a [String],
+    state: &'a TestState,
+    pending: BTreeMap<(String, i32, Vec<u8>), Option<Vec<u8>>>,
+}
+
+impl TestCallState<'_> {
+    /// The pending-map key of `key` in `store` for the input at `input`, or the host's refusal.
+    fn slot(&self, store: &str, input: u32, key: &[u8]) -> Result<(String, i32, Vec<u8>), String> {
+        if !self.stores.iter().any(|s| s == store) {
+            return Err(format!(
+                "not declared by the transform's stores() ({:?})",
+                self.stores
+            ));
+        }
+        let partition = self.partitions.get(input as usize).ok_or_else(|| {
+            format!(
+                "input {input} is not in the batch of {}",
+                self.partitions.len()
+            )
+        })?;
+        Ok((store.to_string(), *partition, key.to_vec()))
+    }
+}
+
+impl StateBackend for TestCallState<'_> {
+    fn get(&mut self, store: &str, input: u32, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        let slot = self.slot(store, input, key)?;
+        Ok(match self.pending.get(&slot) {
+            Some(pending) => pending.clone(),
+            None => self.state.entries.get(&slot).cloned(),
+        })
+    }
+
+    fn put(
+        &mut self,
+        store: &str,
+        input: u32,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), String> {
+        let slot = self.slot(store, input, key)?;
+        self.pending.insert(slot, value.map(<[u8]>::to_vec));
+        Ok(())
+    }
 }
 
 impl<T: Transform> TestDriver<T> {
     /// Creates the transform from `config_json` (the `[transform.config]` table as JSON), through
     /// the same parsing and guard as the host.
     pub fn new(config_json: &str) -> Result<Self, CallError> {
+        let instance = create::<T>(config_json)?;
         Ok(TestDriver {
             config_json: config_json.to_string(),
-            instance: create::<T>(config_json)?,
+            stores: stores_of(&instance),
+            instance,
+            state: TestState::default(),
         })
+    }
+
+    /// The committed state of the instance's stores.
+    pub fn state(&self) -> &TestState {
+        &self.state
+    }
+
+    /// Replaces the instance with a fresh one from the same configuration, keeping the committed
+    /// state: what a restarted host does after restoring the stores from their changelogs.
+    pub fn restart(&mut self) -> Result<(), CallError> {
+        self.instance = create::<T>(&self.config_json)?;
+        Ok(())
     }
 
     /// Runs one batch. A panicked call re-creates the instance before returning its error.
@@ -151,9 +262,31 @@ impl<T: Transform> TestDriver<T> {
     /// Runs one batch of views the test built itself.
     pub fn run_views(&mut self, batch: &[Record<'_>]) -> Result<Output, CallError> {
         let mut out = Output::new();
-        let result = self.instance.call(batch, out.as_host());
+        let partitions: Vec<i32> = batch.iter().map(Record::partition).collect();
+        let mut call = TestCallState {
+            partitions: &partitions,
+            stores: &self.stores,
+            state: &self.state,
+            pending: BTreeMap::new(),
+        };
+        let mut host = StatefulHost {
+            out: &mut out,
+            state: &mut call,
+        };
+        let result = self
+            .instance
+            .call(batch, Host_TO::from_ptr(&mut host, TD_Opaque));
+        let pending = std::mem::take(&mut call.pending);
         match result {
-            Ok(()) => Ok(out),
+            Ok(()) => {
+                for (slot, value) in pending {
+                    match value {
+                        Some(value) => self.state.entries.insert(slot, value),
+                        None => self.state.entries.remove(&slot),
+                    };
+                }
+                Ok(out)
+            }
             Err(error) => {
                 if error.panicked {
                     // As the host does: the panicked instance is leaked, never dropped.
@@ -260,5 +393,94 @@ pub(crate) mod tests {
             "{}",
             err.message
         );
+    }
+
+    /// Counts values per key in store `n`; fails the call on value "fail" after its puts.
+    struct Tally;
+
+    impl Transform for Tally {
+        type Config = serde_json::Value;
+        const REQUIRES: &'static [&'static str] = &[crate::STATE_STORES];
+        fn new(_: serde_json::Value) -> Result<Self, TransformError> {
+            Ok(Tally)
+        }
+        fn stores(&self) -> Vec<String> {
+            vec!["n".to_string()]
+        }
+        fn transform(
+            &mut self,
+            batch: &[Record<'_>],
+            out: &mut Output,
+        ) -> Result<(), TransformError> {
+            for (i, rec) in batch.iter().enumerate() {
+                let key = rec.key().unwrap_or_default();
+                let n = match out.state_get("n", i, key)? {
+                    Some(v) => String::from_utf8(v)?.parse::<u64>()? + 1,
+                    None => 1,
+                };
+                out.state_put("n", i, key, n.to_string().as_bytes())?;
+                if rec.value() == Some(b"fail") {
+                    return Err("asked to fail".into());
+                }
+                if rec.value() == Some(b"forget") {
+                    out.state_delete("n", i, key)?;
+                }
+                out.emit(i, OutRecord::new(n.to_string()));
+            }
+            Ok(())
+        }
+    }
+
+    fn values(out: &Output) -> Vec<&[u8]> {
+        out.records()
+            .iter()
+            .map(|r| r.value.as_ref().map(|v| v.as_slice()).unwrap_or_default())
+            .collect()
+    }
+
+    #[test]
+    fn state_reads_see_own_writes_and_is_partitioned_by_source() {
+        let mut driver = TestDriver::<Tally>::new("{}").unwrap();
+        let a0 = TestRecord::value("x").with_key("a");
+        let a1 = TestRecord::value("x").with_key("a").at("input", 1, 0);
+        let out = driver.run(&[a0.clone(), a0.clone(), a1.clone()]).unwrap();
+        assert_eq!(values(&out), [&b"1"[..], b"2", b"1"]);
+        assert_eq!(driver.state().get("n", 0, b"a"), Some(&b"2"[..]));
+        assert_eq!(driver.state().entries("n", 1), [(&b"a"[..], &b"1"[..])]);
+        // A restarted instance sees the committed state.
+        driver.restart().unwrap();
+        let out = driver.run(&[a0]).unwrap();
+        assert_eq!(values(&out), [&b"3"[..]]);
+    }
+
+    #[test]
+    fn a_failed_calls_writes_vanish() {
+        let mut driver = TestDriver::<Tally>::new("{}").unwrap();
+        let a = TestRecord::value("x").with_key("a");
+        driver.run(std::slice::from_ref(&a)).unwrap();
+        let err = driver
+            .run(&[a.clone(), TestRecord::value("fail").with_key("a")])
+            .unwrap_err();
+        assert_eq!(err.message.as_str(), "asked to fail");
+        assert_eq!(driver.state().entries("n", 0), [(&b"a"[..], &b"1"[..])]);
+        let out = driver
+            .run(&[a.clone(), TestRecord::value("forget").with_key("a")])
+            .unwrap();
+        assert_eq!(values(&out), [&b"2"[..], b"3"]);
+        assert_eq!(driver.state().get("n", 0, b"a"), None);
+    }
+
+    #[test]
+    fn undeclared_stores_and_outside_calls_are_refused() {
+        let mut out = Output::new();
+        assert_eq!(
+            out.state_get("n", 0, b"k").unwrap_err().to_string(),
+            "state stores can only be used during a transform call"
+        );
+        let error = crate::StateError::Host {
+            store: "m".into(),
+            message: "not declared".into(),
+        };
+        assert_eq!(error.to_string(), "state store `m`: not declared");
     }
 }

@@ -139,12 +139,19 @@ impl TestEnv {
     /// A pipeline reading `inputs` into `output`, with this test's group and transactional-id prefix
     /// and the suite's defaults (see [`PipelineConfig::new`]); add transforms before writing it.
     pub fn pipeline(&self, inputs: &[&Topic], output: &Topic) -> PipelineConfig {
-        PipelineConfig::new(
+        let mut pipeline = PipelineConfig::new(
             inputs.iter().map(|t| t.name.clone()).collect(),
             output.name.clone(),
             self.name("group"),
             self.name("txn"),
-        )
+        );
+        pipeline.state_dir = Some(self.path("state"));
+        pipeline
+    }
+
+    /// Deletes topic `name` (one txform created, such as a changelog) with this test's topics.
+    pub fn delete_later(&self, name: &str) {
+        self.topics.borrow_mut().push(name.to_string());
     }
 
     /// Writes `pipeline` as `<file>` in the scratch directory and returns its path.

@@ -32,6 +32,14 @@ impl Plugin {
         Plugin::Built("libtxform_fault.so".into())
     }
 
+    pub fn count() -> Plugin {
+        Plugin::Built("libtxform_count.so".into())
+    }
+
+    pub fn dedup() -> Plugin {
+        Plugin::Built("libtxform_dedup.so".into())
+    }
+
     /// The fixture built against an incompatible plugin-api layout (tests/fixtures/incompatible-plugin).
     pub fn incompatible_fixture() -> Plugin {
         Plugin::Built("libtxform_fixture_incompatible.so".into())
@@ -132,6 +140,8 @@ pub struct PipelineConfig {
     pub transforms: Vec<TransformConfig>,
     /// `[metrics]`, when set.
     pub metrics: Option<Table>,
+    /// `[state] dir`, when set (a test's scratch directory, see `TestEnv::pipeline`).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl PipelineConfig {
@@ -164,6 +174,7 @@ impl PipelineConfig {
             producer: Table::new(),
             transforms: Vec::new(),
             metrics: None,
+            state_dir: None,
         }
     }
 
@@ -307,6 +318,10 @@ impl PipelineConfig {
         if let Some(metrics) = &self.metrics {
             document.insert("metrics".into(), Value::Table(metrics.clone()));
         }
+        if let Some(dir) = &self.state_dir {
+            let state = table(&[("dir", Value::String(dir.display().to_string()))]);
+            document.insert("state".into(), Value::Table(state));
+        }
         toml::to_string(&document).expect("serialize the pipeline")
     }
 }
@@ -321,6 +336,8 @@ mod tests {
             Plugin::passthrough(),
             Plugin::json_transform(),
             Plugin::fault(),
+            Plugin::count(),
+            Plugin::dedup(),
             Plugin::incompatible_fixture(),
             Plugin::old_version_fixture(),
             Plugin::prefix_only_fixture(),

@@ -32,8 +32,8 @@ pub use error::ConfigError;
 pub use topic_name::{topic_name_problem, MAX_TOPIC_NAME_LENGTH};
 pub use types::{
     Batch, ConfiguredTopic, ErrorPolicy, FailureAction, Guarantee, KafkaProperties, LogSettings,
-    MetricsSettings, ParseGuaranteeError, Pipeline, Secrets, Sink, Source, TopicLines, Transaction,
-    TransformSpec,
+    MetricsSettings, ParseGuaranteeError, Pipeline, Secrets, Sink, Source, StateSettings,
+    TopicLines, Transaction, TransformSpec,
 };
 
 use error::Problems;

@@ -71,6 +71,7 @@ pub(super) struct RawPipeline {
     pub errors: Option<Named<RawErrors>>,
     pub log: Option<Named<RawLog>>,
     pub metrics: Option<Named<RawMetrics>>,
+    pub state: Option<Named<RawState>>,
     pub transform: Option<Transforms>,
 }
 
@@ -294,6 +295,18 @@ pub(super) struct RawMetrics {
 
 impl Table for RawMetrics {
     const NAME: &'static str = "[metrics]";
+}
+
+/// `[state]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawState {
+    pub dir: Option<Spanned<String>>,
+    pub replication_factor: Option<Spanned<i64>>,
+}
+
+impl Table for RawState {
+    const NAME: &'static str = "[state]";
 }
 
 /// The `[[transform]]` array, which must not be empty (`transform = []`).

@@ -143,6 +143,7 @@ plugin = "/opt/txform/libtxform_passthrough.so"
             listen: Some("127.0.0.1:9464".parse().expect("an address")),
             liveness_timeout: Duration::from_secs(45),
         },
+        state: crate::config::StateSettings::default(),
         transforms: vec![
             TransformSpec {
                 name: "parse".to_string(),
@@ -247,7 +248,7 @@ fn unknown_table_and_unknown_transform_key_name_their_line() {
     let text = format!("{MINIMAL}[sinks]\ntopic = \"x\"\n");
     assert_eq!(
         problems(&text),
-        ["pipeline.toml:12: unknown field `sinks`, expected one of `kafka`, `source`, `sink`, `transaction`, `batch`, `errors`, `log`, `metrics`, `transform`"]
+        ["pipeline.toml:12: unknown field `sinks`, expected one of `kafka`, `source`, `sink`, `transaction`, `batch`, `errors`, `log`, `metrics`, `state`, `transform`"]
     );
     let text = format!("{MINIMAL}[[transform]]\nplugin = \"libb.so\"\nconfg.x = 1\n");
     assert_eq!(
@@ -300,6 +301,26 @@ fn a_bad_metrics_address_or_timeout_names_the_key_and_line() {
         [
             "pipeline.toml:13: `metrics.listen` must be an address and port such as \"127.0.0.1:9464\" or \"[::]:9464\", got \"localhost\"",
             "pipeline.toml:14: `metrics.liveness_timeout_secs` must be between 1 and 3600, got 0",
+        ]
+    );
+}
+
+#[test]
+fn state_settings_parse_and_bad_ones_name_their_line() {
+    let default = parse_ok(MINIMAL).state;
+    assert_eq!(default, crate::config::StateSettings::default());
+    assert_eq!(default.dir, PathBuf::from("./txform-state"));
+    let text = format!("{MINIMAL}[state]\ndir = \"/var/lib/txform\"\nreplication_factor = 3\n");
+    let state = parse_ok(&text).state;
+    assert_eq!(state.dir, PathBuf::from("/var/lib/txform"));
+    assert_eq!(state.replication_factor, Some(3));
+    assert_eq!(state.line, 13);
+    let text = format!("{MINIMAL}[state]\ndir = \" \"\nreplication_factor = 0\n");
+    assert_eq!(
+        problems(&text),
+        [
+            "pipeline.toml:13: `state.dir` must not be empty",
+            "pipeline.toml:14: `state.replication_factor` must be between 1 and 32767, got 0"
         ]
     );
 }

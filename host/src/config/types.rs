@@ -23,6 +23,7 @@ pub struct Pipeline {
     pub errors: ErrorPolicy,
     pub log: LogSettings,
     pub metrics: MetricsSettings,
+    pub state: StateSettings,
     /// The transform chain, in file order; never empty.
     pub transforms: Vec<TransformSpec>,
     /// Where the topics were written, for problems the cluster reports later.
@@ -381,6 +382,30 @@ impl Default for MetricsSettings {
         MetricsSettings {
             listen: None,
             liveness_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `[state]`: where the local stores of stateful transforms live and how their changelog topics
+/// are created. Unused by a chain without state stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateSettings {
+    /// Directory of the local stores (`dir`, default `./txform-state`, relative to the working
+    /// directory); each instance uses its own sub-directory named by its transactional id.
+    pub dir: PathBuf,
+    /// Replication factor of changelog topics txform creates (`replication_factor`, 1..=32767);
+    /// `None`: the broker's `default.replication.factor`.
+    pub replication_factor: Option<i32>,
+    /// Line of the `[state]` table's first key (0 when absent), for problems found at start-up.
+    pub line: usize,
+}
+
+impl Default for StateSettings {
+    fn default() -> Self {
+        StateSettings {
+            dir: PathBuf::from("./txform-state"),
+            replication_factor: None,
+            line: 0,
         }
     }
 }

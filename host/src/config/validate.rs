@@ -16,12 +16,12 @@ use super::plugin_config::config_json;
 use super::properties::kafka;
 use super::schema::{
     FailureActionName, RawBatch, RawErrors, RawLog, RawMetrics, RawPipeline, RawSink, RawSource,
-    RawTransaction, RawTransform,
+    RawState, RawTransaction, RawTransform,
 };
 use super::topic_name::topic_name_problem;
 use super::types::{
     Batch, ErrorPolicy, FailureAction, LogSettings, MetricsSettings, Pipeline, Secrets, Sink,
-    Source, TopicLines, Transaction, TransformSpec,
+    Source, StateSettings, TopicLines, Transaction, TransformSpec,
 };
 
 /// Checks `raw` and builds the pipeline; the result is meaningful only if no problem was recorded.
@@ -50,6 +50,7 @@ pub(super) fn pipeline(
     );
     let log = log(raw.log.map(|raw| raw.0), problems);
     let metrics = metrics(raw.metrics.map(|raw| raw.0), problems);
+    let state = state(raw.state.map(|raw| raw.0), problems);
     let transforms = raw
         .transform
         .map(|raw| transforms(raw.0, base_dir, problems, &mut secrets));
@@ -80,6 +81,7 @@ pub(super) fn pipeline(
         errors,
         log,
         metrics,
+        state,
         transforms: transforms?,
         topic_lines: TopicLines {
             source: source_lines?,
@@ -417,6 +419,39 @@ fn metrics(raw: Option<RawMetrics>, problems: &mut Problems<'_>) -> MetricsSetti
         )
         .map(Duration::from_secs)
         .unwrap_or(default.liveness_timeout),
+    }
+}
+
+fn state(raw: Option<RawState>, problems: &mut Problems<'_>) -> StateSettings {
+    let default = StateSettings::default();
+    let Some(raw) = raw else { return default };
+    let line = raw
+        .dir
+        .as_ref()
+        .map(|d| problems.line_of(d.span().start))
+        .or_else(|| {
+            raw.replication_factor
+                .as_ref()
+                .map(|r| problems.line_of(r.span().start))
+        })
+        .unwrap_or(0);
+    let dir = match raw.dir {
+        Some(dir) if dir.get_ref().trim().is_empty() => {
+            problems.at(dir.span(), "`state.dir` must not be empty");
+            default.dir
+        }
+        Some(dir) => PathBuf::from(dir.into_inner()),
+        None => default.dir,
+    };
+    StateSettings {
+        dir,
+        replication_factor: ranged(
+            raw.replication_factor.as_ref(),
+            "state.replication_factor",
+            1..=32767,
+            problems,
+        ),
+        line,
     }
 }
 

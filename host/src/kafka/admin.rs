@@ -1,5 +1,6 @@
-//! Topic creation for the tools around txform (the integration tests, the benchmark): txform itself
-//! never creates topics. One place, so both wait for the same thing: every partition led.
+//! Topic creation: the changelog topics of state stores (the only topics txform itself creates) and
+//! the topics of the tools around txform (the integration tests, the benchmark). One place, so all
+//! wait for the same thing: every partition led.
 
 use std::future::Future;
 use std::pin::pin;
@@ -45,12 +46,23 @@ pub fn create_topic(
     partitions: i32,
     configs: &[(&str, &str)],
 ) -> Result<(), AdminError> {
+    create_replicated_topic(config, name, partitions, 1, configs)
+}
+
+/// [`create_topic`] with `replication` replicas; -1 is the broker's `default.replication.factor`.
+pub fn create_replicated_topic(
+    config: &ClientConfig,
+    name: &str,
+    partitions: i32,
+    replication: i32,
+    configs: &[(&str, &str)],
+) -> Result<(), AdminError> {
     let client_error = |error| AdminError::Client {
         topic: name.to_owned(),
         error,
     };
     let admin: AdminClient<DefaultClientContext> = config.create().map_err(client_error)?;
-    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication));
     for (key, value) in configs {
         topic = topic.set(key, value);
     }

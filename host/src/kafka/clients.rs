@@ -62,6 +62,29 @@ pub fn build_observer(pipeline: &Pipeline) -> anyhow::Result<Observer> {
         .context("cannot create the Kafka client that describes the group")
 }
 
+/// A client that reads changelog partitions it assigns itself (state restore): read_committed,
+/// reporting the end of each partition, never joining the group or committing.
+pub fn build_restorer(pipeline: &Pipeline) -> anyhow::Result<Observer> {
+    let mut config = consumer_config(pipeline);
+    config.remove("group.instance.id");
+    config
+        .set("enable.partition.eof", "true")
+        .set(
+            "client.id",
+            format!("{}:restore", pipeline.transactional_id()),
+        )
+        .create_with_context(RebalanceTracker::default())
+        .context("cannot create the Kafka client that restores state stores")
+}
+
+/// Configuration of an admin client (creating and describing changelog topics): the common
+/// properties only.
+pub fn admin_config(pipeline: &Pipeline) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    apply(&mut config, &pipeline.kafka.common);
+    config
+}
+
 fn consumer_config(pipeline: &Pipeline) -> ClientConfig {
     let mut config = ClientConfig::new();
     // Defaults a user may override: start from the beginning when the group has no offsets, and

@@ -2,11 +2,13 @@
 //! polling, and kept when they fail, so a failed commit can be attributed to the record Kafka
 //! refused (e.g. too large for the topic) instead of to the broker.
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message as _;
 use rdkafka::producer::{DeliveryResult, ProducerContext};
 use rdkafka::ClientContext;
 
@@ -23,6 +25,8 @@ struct Reports {
     reported: u64,
     /// Failed deliveries, with the batch index of each message's source record.
     failed: Vec<(usize, KafkaError)>,
+    /// The highest delivered offset per partition of the watched topics.
+    offsets: BTreeMap<(String, i32), i64>,
 }
 
 /// Collects delivery reports; the opaque of each message is the index of its source record in the
@@ -34,6 +38,8 @@ pub struct DeliveryTracker {
     changed: Condvar,
     /// librdkafka's errors and logs, rate-limited.
     log: ClientLog,
+    /// Topics whose delivered offsets are kept (changelogs: the local store records how far it is).
+    watched: Mutex<HashSet<String>>,
 }
 
 /// Where the deliveries of an attempt stand.
@@ -52,6 +58,17 @@ impl DeliveryTracker {
     /// commit or abort, which wait for all its reports).
     pub fn clear(&self) {
         self.with(|r| *r = Reports::default());
+    }
+
+    /// Keeps the delivered offsets of `topics` from now on (see [`DeliveryTracker::offsets`]).
+    pub fn watch(&self, topics: impl IntoIterator<Item = String>) {
+        let mut watched = self.watched.lock().unwrap_or_else(|p| p.into_inner());
+        watched.extend(topics);
+    }
+
+    /// The highest offset delivered in the current attempt per partition of the watched topics.
+    pub fn offsets(&self) -> BTreeMap<(String, i32), i64> {
+        self.with(|r| r.offsets.clone())
     }
 
     /// Counts a message handed to librdkafka.
@@ -145,10 +162,27 @@ impl ProducerContext for DeliveryTracker {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, source: usize) {
+        let watched = match result {
+            Ok(message) => {
+                let watched = self.watched.lock().unwrap_or_else(|p| p.into_inner());
+                (!watched.is_empty() && watched.contains(message.topic())).then(|| {
+                    (
+                        message.topic().to_string(),
+                        message.partition(),
+                        message.offset(),
+                    )
+                })
+            }
+            Err(_) => None,
+        };
         self.with(|r| {
             r.reported += 1;
             if let Err((error, _)) = result {
                 r.failed.push((source, error.clone()));
+            }
+            if let Some((topic, partition, offset)) = watched {
+                let highest = r.offsets.entry((topic, partition)).or_insert(offset);
+                *highest = (*highest).max(offset);
             }
         });
         self.changed.notify_all();

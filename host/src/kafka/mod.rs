@@ -15,7 +15,10 @@ pub mod membership;
 mod rebalance;
 mod topics;
 
-pub use clients::{build_consumer, build_observer, build_producer, Consumer, Observer, Producer};
+pub use clients::{
+    admin_config, build_consumer, build_observer, build_producer, build_restorer, Consumer,
+    Observer, Producer,
+};
 pub use delivery::{is_record_refusal, Deliveries, DeliveryTracker};
 pub use errors::{classify, fatal_hint, refine, ErrorClass};
 pub use incarnation::Incarnation;

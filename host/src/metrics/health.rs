@@ -20,6 +20,8 @@ pub struct Health {
     /// How many waits on something outside the loop are open.
     waiting: AtomicU32,
     transactions_ready: AtomicBool,
+    /// State stores are being restored.
+    restoring: AtomicBool,
     assigned: AtomicBool,
     fatal: AtomicBool,
 }
@@ -47,6 +49,7 @@ impl Health {
             copying: AtomicBool::new(false),
             waiting: AtomicU32::new(0),
             transactions_ready: AtomicBool::new(false),
+            restoring: AtomicBool::new(false),
             assigned: AtomicBool::new(false),
             fatal: AtomicBool::new(false),
         }
@@ -81,6 +84,11 @@ impl Health {
     /// Whether the group gave this instance any partition.
     pub fn assigned(&self, any: bool) {
         self.assigned.store(any, Ordering::SeqCst);
+    }
+
+    /// State stores are being restored from their changelogs (not ready meanwhile).
+    pub fn restoring(&self, restoring: bool) {
+        self.restoring.store(restoring, Ordering::SeqCst);
     }
 
     /// The instance cannot go on.
@@ -124,6 +132,10 @@ impl Health {
             (
                 !self.assigned.load(Ordering::SeqCst),
                 "no partition assigned by the group",
+            ),
+            (
+                self.restoring.load(Ordering::SeqCst),
+                "restoring state stores from their changelogs",
             ),
         ];
         match problems.into_iter().find(|(bad, _)| *bad) {

@@ -94,6 +94,9 @@ pub struct Metrics {
     pub consumer_lag: Family<PartitionLabel, Gauge>,
     pub assigned_partitions: Gauge,
     pub fence_answers: Family<FenceLabel, Counter>,
+    /// Changelog records read by state restores, and the time restores took.
+    pub state_restore_records: Counter,
+    pub state_restore_duration: Histogram,
     pub health: Health,
 }
 
@@ -123,6 +126,8 @@ impl Metrics {
             consumer_lag: Family::default(),
             assigned_partitions: Gauge::default(),
             fence_answers: Family::default(),
+            state_restore_records: Counter::default(),
+            state_restore_duration: seconds_histogram(),
             health: Health::new(liveness_timeout),
         };
         let registry = &mut metrics.registry;
@@ -133,6 +138,7 @@ impl Metrics {
             ("records_skipped", "Source records committed without output after failing (errors.on_failure = \"skip\")", &metrics.records_skipped),
             ("transactions_committed", "Committed transactions (offset commits in at-least-once mode)", &metrics.transactions_committed),
             ("retries", "Batches retried after a failure caused by their records", &metrics.retries),
+            ("state_restore_records", "Changelog records read while restoring state stores", &metrics.state_restore_records),
         ];
         for (name, help, counter) in counters {
             registry.register(name, help, counter.clone());
@@ -159,6 +165,12 @@ impl Metrics {
             "Time of one transform call on a batch, by stage",
             Unit::Seconds,
             metrics.plugin_call_duration.clone(),
+        );
+        registry.register_with_unit(
+            "state_restore_duration",
+            "Time of restoring one partition of a state store from its changelog",
+            Unit::Seconds,
+            metrics.state_restore_duration.clone(),
         );
         registry.register(
             "batch_records",

@@ -10,6 +10,7 @@ use txform_plugin_api::{with_views, Record, TestRecord};
 
 use crate::config::TransformSpec;
 use crate::plugin::Chain;
+use crate::state::MemoryState;
 
 /// What to run: a pipeline file's chain, or one plugin library with a JSON configuration.
 pub enum Target<'a> {
@@ -40,11 +41,13 @@ pub fn load_chain(target: &Target<'_>) -> anyhow::Result<Chain> {
 }
 
 /// Runs the records through `chain` as one batch: the lines of its outputs and rejections, or the
-/// one line of the call's error (then nothing of the batch is output, as in a real run).
+/// one line of the call's error (then nothing of the batch is output, as in a real run). State
+/// stores start empty and live for the run.
 pub fn run(chain: &mut Chain, records: &[TestRecord]) -> Vec<Value> {
+    let mut state = MemoryState::default();
     // A forwarded input is shown as the record it produces, so the lines are what a run produces.
     let run = |views: &[Record<'_>]| {
-        chain.run(views).map(|output| {
+        chain.run_with(views, &mut state).map(|output| {
             let lines: Vec<Value> = output
                 .records
                 .iter()

@@ -16,6 +16,7 @@ use crate::config::{FailureAction, Guarantee, Pipeline};
 use crate::kafka::{is_record_refusal, Consumer, Deliveries, Incarnation, KnownTopics, Producer};
 use crate::metrics::{Metrics, OutcomeLabel};
 use crate::plugin::Chain;
+use crate::state::State;
 
 use super::batch::Batch;
 use super::failure::{Cause, Failure};
@@ -37,6 +38,8 @@ pub struct Attempt<'a, 'c> {
     pub topics: &'a RefCell<KnownTopics>,
     /// Times the attempt and keeps the liveness heartbeat.
     pub metrics: &'a Metrics,
+    /// The state stores' engine, when a transform declared stores.
+    pub state: Option<&'a RefCell<State>>,
 }
 
 /// What an attempt does with its range.
@@ -85,6 +88,13 @@ impl Attempt<'_, '_> {
             }
             other => other,
         };
+        if let Some(state) = self.state {
+            let mut state = state.borrow_mut();
+            match result {
+                Ok(_) => state.committed(self.producer),
+                Err(_) => state.aborted(),
+            }
+        }
         let outcome = match result {
             Ok(_) => Outcome::committed,
             Err(_) => Outcome::aborted,
@@ -149,7 +159,11 @@ impl Attempt<'_, '_> {
             self.set_aside(range.start, cause, *attempts, &mut done)?;
             return Ok(done);
         }
-        let mut output = chain.run(&self.records[range.clone()])?;
+        let records = &self.records[range.clone()];
+        let mut output = match self.state {
+            Some(state) => chain.run_with(records, &mut *state.borrow_mut())?,
+            None => chain.run(records)?,
+        };
         let mut rejected = HashSet::new();
         for rejection in &output.rejected {
             let index = range.start + rejection.input;
@@ -182,6 +196,13 @@ impl Attempt<'_, '_> {
             &mut |topic| self.missing(topic),
         )
         .map_err(|failure| self.produce_failure(failure))?;
+        if let Some(state) = self.state {
+            // In the transaction, before the offsets: the changes commit with the outputs or not at all.
+            state
+                .borrow()
+                .produce_changes(self.producer, range.start)
+                .map_err(|failure| self.produce_failure(failure))?;
+        }
         done.produced = output.records.len();
         chain.recycle(output.records);
         Ok(done)

@@ -16,6 +16,7 @@ use rdkafka::consumer::Consumer as _;
 use crate::config::{FailureAction, Pipeline};
 use crate::kafka::{refine, ErrorClass, KnownTopics};
 use crate::plugin::Chain;
+use crate::state::{RestoreError, State};
 
 use super::attempt::{Attempt, Work};
 use super::batch::{Batch, CollectError};
@@ -43,6 +44,7 @@ pub struct Copier<'a> {
     stop: &'a AtomicBool,
     streak: Streak,
     topics: RefCell<KnownTopics>,
+    state: Option<&'a RefCell<State>>,
 }
 
 impl<'a> Copier<'a> {
@@ -52,6 +54,7 @@ impl<'a> Copier<'a> {
         chain: &'a mut Chain,
         stats: &'a mut Stats,
         stop: &'a AtomicBool,
+        state: Option<&'a RefCell<State>>,
     ) -> Self {
         Copier {
             pipeline,
@@ -59,6 +62,7 @@ impl<'a> Copier<'a> {
             chain,
             stats,
             stop,
+            state,
             streak: Streak::default(),
             topics: RefCell::new(
                 KnownTopics::new().knowing(
@@ -81,6 +85,9 @@ impl<'a> Copier<'a> {
         let consumer = &clients.consumer;
         let metrics = std::sync::Arc::clone(self.stats.metrics());
         metrics.health.copying(true);
+        if let Some(state) = self.state {
+            state.borrow_mut().forget_restored();
+        }
         let mut rebalances = None;
         while !self.stop.load(Ordering::SeqCst) {
             metrics.health.beat();
@@ -109,6 +116,18 @@ impl<'a> Copier<'a> {
             };
             if batch.is_empty() {
                 continue;
+            }
+            if let Some(next) = self.restore(&batch) {
+                match next {
+                    Next::End(end) => return end,
+                    Next::Retry(delay) => {
+                        drop(batch);
+                        let _waiting = metrics.health.waiting();
+                        sleep_unless_stopped(delay, self.stop);
+                        continue;
+                    }
+                    Next::Committed => {}
+                }
             }
             self.stats.batch(batch.all().len());
             let delay = match self.copy(&batch) {
@@ -142,6 +161,23 @@ impl<'a> Copier<'a> {
         }
     }
 
+    /// Restores the state of the batch's partitions that are not restored yet, before any of their
+    /// records is transformed; `None` when there is nothing to restore or it worked.
+    fn restore(&mut self, batch: &Batch<'_>) -> Option<Next> {
+        let state = self.state?;
+        let partitions: Vec<i32> = batch.spans(batch.all()).keys().map(|(_, p)| *p).collect();
+        let events = self.clients.consumer.context().events();
+        let metrics = std::sync::Arc::clone(self.stats.metrics());
+        let restored = state
+            .borrow_mut()
+            .prepare(partitions, events, self.stop, &metrics);
+        match restored {
+            Ok(()) => None,
+            Err(RestoreError::Stopped) => Some(Next::End(End::Stopped)),
+            Err(error) => Some(self.kafka_retry(batch, true, &error.to_string())),
+        }
+    }
+
     /// One batch, with the error policy applied to its failure.
     fn copy(&mut self, batch: &Batch<'_>) -> Next {
         let started = Instant::now();
@@ -159,6 +195,7 @@ impl<'a> Copier<'a> {
                 records,
                 topics: &self.topics,
                 metrics: &metrics,
+                state: self.state,
             };
             let failure = match attempt.run(self.chain, batch.all(), &Work::Transform) {
                 Ok(done) => {

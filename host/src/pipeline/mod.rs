@@ -8,7 +8,7 @@ mod failure;
 mod isolate;
 mod retry;
 mod runner;
-mod sink;
+pub(crate) mod sink;
 mod stats;
 mod streak;
 

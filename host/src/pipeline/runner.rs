@@ -16,6 +16,7 @@
 //! if not, the fence was the broker expiring this process's own transaction or session, and new
 //! clients resume from the committed offsets.
 
+use std::cell::RefCell;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +35,7 @@ use crate::kafka::{
 };
 use crate::metrics::{FenceAnswer, FenceLabel, Metrics};
 use crate::plugin::Chain;
+use crate::state::State;
 
 use super::copier::Copier;
 use super::retry::{abort_until_done, sleep_unless_stopped, until_done_or_stopped};
@@ -199,6 +201,9 @@ fn run_until_stopped(
         membership::check_group_access(&observer, &pipeline.source.group_id, topic)
             .map_err(|e| RunError::Startup(anyhow::anyhow!(e)))?;
     }
+    let state = State::open(pipeline, &chain, &observer)
+        .map_err(RunError::Startup)?
+        .map(RefCell::new);
     let mut stats = Stats::new(pipeline.log.stats_interval, Arc::clone(&metrics));
     let fenced = |answer| {
         metrics
@@ -213,7 +218,15 @@ fn run_until_stopped(
         let (reason, clients, member_id) = match Clients::start(pipeline, stop) {
             Ok(clients) => {
                 log::info!("txform running as {}", pipeline.transactional_id());
-                let end = Copier::new(pipeline, &clients, &mut chain, &mut stats, stop).run();
+                let end = Copier::new(
+                    pipeline,
+                    &clients,
+                    &mut chain,
+                    &mut stats,
+                    stop,
+                    state.as_ref(),
+                )
+                .run();
                 metrics.health.copying(false);
                 match end {
                     End::Fenced(reason) | End::FencedAs(reason, _) => {

@@ -260,7 +260,7 @@ fn dead_letter_headers(
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(100);
 
 /// Enqueues one message, waiting for room when librdkafka's queue is full.
-fn send<'a>(
+pub(crate) fn send<'a>(
     producer: &Producer,
     mut message: BaseRecord<'a, [u8], [u8], usize>,
 ) -> Result<(), ProduceFailure> {

@@ -14,6 +14,7 @@ use txform_plugin_api::{CallError, Header, PluginInfo, PluginModRef, Record, Tra
 
 use crate::config::TransformSpec;
 
+use super::call_host::{CallState, NoState, StateAccess};
 use super::loader::{load_plugin, LoadError};
 use super::produced::{Collector, Produced};
 
@@ -24,6 +25,8 @@ struct Stage {
     module: PluginModRef,
     config_json: String,
     instance: TransformBox,
+    /// The state stores the instance declared.
+    stores: Vec<String>,
     /// The instance panicked and could not be replaced yet.
     poisoned: bool,
     /// Observes each call's duration, once metrics are attached ([`Chain::time_calls`]).
@@ -148,19 +151,39 @@ impl Chain {
         }
     }
 
-    /// Runs the chain on `batch`. On failure, a panicked stage has already been re-created.
+    /// `(stage index, stage name, store)` of every state store the stages declared, in order.
+    pub fn stores(&self) -> impl Iterator<Item = (usize, &str, &str)> {
+        self.stages.iter().enumerate().flat_map(|(index, stage)| {
+            stage
+                .stores
+                .iter()
+                .map(move |store| (index, stage.name.as_str(), store.as_str()))
+        })
+    }
+
+    /// Runs the chain on `batch` without state stores (a stage that uses one fails its call).
     pub fn run(&mut self, batch: &[Record<'_>]) -> Result<ChainOutput, StageFailure> {
+        self.run_with(batch, &mut NoState)
+    }
+
+    /// Runs the chain on `batch`, its state accesses going to `state`. On failure, a panicked stage
+    /// has already been re-created.
+    pub fn run_with(
+        &mut self,
+        batch: &[Record<'_>],
+        state: &mut dyn StateAccess,
+    ) -> Result<ChainOutput, StageFailure> {
         let mut rejected = Vec::new();
         let Chain { stages, output } = self;
         let (first, rest) = match stages.split_first_mut() {
             Some(split) => split,
             None => return Ok(ChainOutput::default()),
         };
-        first.call(batch, output)?;
+        first.call(0, batch, batch, None, output, state)?;
         let (mut records, rejections) = output.take();
         collect_rejections(first, rejections.as_slice(), |i| i, &mut rejected);
 
-        for stage in rest {
+        for (index, stage) in rest.iter_mut().enumerate() {
             // Intermediate records: views over the previous stage's outputs, attributed to the source
             // (a forwarded source record is its own view).
             let headers: Vec<Vec<Header<'_>>> = records
@@ -198,7 +221,7 @@ impl Chain {
                     }
                 })
                 .collect();
-            stage.call(&views, output)?;
+            stage.call(index + 1, &views, batch, Some(&records), output, state)?;
             let (next, rejections) = output.take();
             collect_rejections(
                 stage,
@@ -233,23 +256,47 @@ impl Drop for Chain {
 impl Stage {
     /// Creates the first instance of `module` from its configuration.
     fn new(name: &str, module: PluginModRef, config_json: &str) -> Result<Stage, CallError> {
+        let instance = create(module, config_json)?;
         Ok(Stage {
             name: name.to_string(),
             info: module.info(),
             module,
             config_json: config_json.to_string(),
-            instance: create(module, config_json)?,
+            // Asked once: a re-created instance has the same configuration, hence the same stores.
+            stores: declared_stores(&instance),
+            instance,
             poisoned: false,
             timer: None,
         })
     }
 
-    fn call(&mut self, batch: &[Record<'_>], out: &mut Collector) -> Result<(), StageFailure> {
+    /// Calls the instance on `batch` (views of `source`, the chain's input, or of `inputs`, the
+    /// previous stage's outputs); `stage` is this stage's index in the chain.
+    fn call(
+        &mut self,
+        stage: usize,
+        batch: &[Record<'_>],
+        source: &[Record<'_>],
+        inputs: Option<&[Produced]>,
+        out: &mut Collector,
+        state: &mut dyn StateAccess,
+    ) -> Result<(), StageFailure> {
         out.clear();
         let started = Instant::now();
-        let result = self
-            .instance
-            .transform(RSlice::from_slice(batch), out.as_host());
+        let mut host = txform_plugin_api::StatefulHost {
+            out,
+            state: CallState {
+                state,
+                stage,
+                stores: &self.stores,
+                batch: source,
+                inputs,
+            },
+        };
+        let result = self.instance.transform(
+            RSlice::from_slice(batch),
+            txform_plugin_api::abi::Host_TO::from_ptr(&mut host, abi_stable::sabi_trait::TD_Opaque),
+        );
         if let Some(timer) = &self.timer {
             timer.observe(started.elapsed().as_secs_f64());
         }
@@ -299,6 +346,14 @@ impl Stage {
             ),
         }
     }
+}
+
+fn declared_stores(instance: &TransformBox) -> Vec<String> {
+    instance
+        .stores()
+        .into_iter()
+        .map(abi_stable::std_types::RString::into_string)
+        .collect()
 }
 
 fn create(module: PluginModRef, config_json: &str) -> Result<TransformBox, CallError> {

@@ -3,9 +3,8 @@
 //! copied here: a forward of a source record is produced from its fetched message (see
 //! `pipeline::sink`), a forward of an earlier stage's output is that output with the new route.
 
-use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{ROption, RString};
-use txform_plugin_api::abi::{Host, HostRef, Host_TO};
+use txform_plugin_api::abi::Host;
 use txform_plugin_api::{Forward, OutRecord, Record, Rejection};
 
 /// One output of a stage (of the chain, once mapped back: then `input` is the source record's index).
@@ -99,10 +98,6 @@ pub struct Collector {
 }
 
 impl Collector {
-    pub fn as_host(&mut self) -> HostRef<'_> {
-        Host_TO::from_ptr(self, TD_Opaque)
-    }
-
     pub fn clear(&mut self) {
         self.outputs.clear();
         self.rejections.clear();

@@ -253,7 +253,7 @@ fn plugin_built_against_a_later_api_needing_a_missing_feature() {
             format!(
                 "txform: {}:{TRANSFORM_LINE}: transform `copy`: plugin {} cannot run in this host: it was \
                  built against txform-plugin-api 0.2.9 and needs host features this txform lacks \
-                 (state-stores); this host's plugin-api is {}: upgrade txform",
+                 (windowed-stores); this host's plugin-api is {}: upgrade txform",
                 config.display(),
                 plugin.display(),
                 txform_plugin_api::API_VERSION

@@ -58,7 +58,7 @@ fn a_refused_plugin_gives_the_reason_run_gives() {
             "plugin: {path}\nname: txform-fixture-newer\nversion: 0.0.0\n\
              plugin-api: 0.2.9 (this host: {API_VERSION})\n\
              loadable: no: plugin {path} cannot run in this host: it was built against \
-             txform-plugin-api 0.2.9 and needs host features this txform lacks (state-stores); \
+             txform-plugin-api 0.2.9 and needs host features this txform lacks (windowed-stores); \
              this host's plugin-api is {API_VERSION}: upgrade txform\n\
              config:\n  state_store: the store's name\n"
         )

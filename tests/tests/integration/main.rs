@@ -32,6 +32,7 @@ mod retry_time;
 mod round_trip;
 mod scaffold;
 mod secured;
+mod state;
 mod stop;
 mod survival;
 mod topology;

@@ -163,3 +163,27 @@ fn a_bad_input_line_is_named() {
         .as_str()]
     );
 }
+
+#[test]
+fn a_stateful_plugin_counts_within_the_run() {
+    let env = TestEnv::offline("offline-count");
+    let input = env.path("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"key\": \"a\", \"value\": \"x\"}\n{\"key\": \"a\", \"value\": \"x\", \"partition\": 1}\n\
+         {\"key\": \"a\", \"value\": \"x\"}\n{\"key\": \"b\", \"value\": \"x\"}\n",
+    )
+    .expect("write the input");
+    let plugin = Plugin::count().path();
+    let result = test_command(&[plugin.as_os_str(), OsStr::new("--input"), input.as_os_str()]);
+    assert_eq!(result.code(), Some(0), "{}", result.stderr);
+    let counts: Vec<(Value, Value)> = lines(&result.stdout)
+        .iter()
+        .map(|l| (l["output"]["key"].clone(), l["output"]["value"].clone()))
+        .collect();
+    // Partitioned like the source: key `a` of partition 1 is counted on its own.
+    assert_eq!(
+        counts,
+        [("a", "1"), ("a", "1"), ("a", "2"), ("b", "1")].map(|(k, v)| (json!(k), json!(v)))
+    );
+}
