@@ -70,10 +70,16 @@ impl Point {
         (self.partitions, self.kind == StageKind::Json)
     }
 
-    /// A short id for topic and group names.
+    /// A short id for topic and group names: unique within a sweep (the default point runs once
+    /// per axis, each time with its own group and output).
     pub fn id(&self) -> String {
         format!(
-            "{}-p{}-{}{}-i{}",
+            "{}-{}-p{}-{}{}-i{}",
+            match self.axis {
+                SweepAxis::Partitions => "p",
+                SweepAxis::Chain => "c",
+                SweepAxis::Interval => "i",
+            },
             self.system.id(),
             self.partitions,
             self.kind.label(),
@@ -280,6 +286,10 @@ mod tests {
             inputs(&points),
             [(6, false), (60, false), (600, false), (6, true)]
         );
+        let mut ids: Vec<String> = points.iter().map(Point::id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), points.len(), "ids must be unique: {ids:?}");
     }
 
     #[test]
