@@ -255,7 +255,8 @@ impl Results {
                 self.max_records,
             ));
         }
-        if !self.throughput.is_empty() || !self.latency.is_empty() {
+        let copies = self.throughput.iter().any(|r| !r.system.stateful());
+        if copies || !self.latency.is_empty() {
             self.targets(&mut md);
         }
         self.every_run(&mut md);

@@ -82,8 +82,13 @@ public final class StreamsCopy {
                 stopped.countDown();
             }
         });
+        // Leave the group on SIGTERM (Streams' default is to stay until session.timeout.ms, 45 s):
+        // a restart then rejoins at once, so the stateful benchmark times the restore, not the
+        // old member's session time-out; txform's consumer leaves the group on close too.
+        KafkaStreams.CloseOptions leave =
+            new KafkaStreams.CloseOptions().leaveGroup(true).timeout(Duration.ofSeconds(30));
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-            streams.close(Duration.ofSeconds(30));
+            streams.close(leave);
             stopped.countDown();
         }, name + "-shutdown"));
 
