@@ -121,17 +121,13 @@ impl Kafka {
                 }
             }
             match values {
-                Values::Keyed { keys } => {
-                    let index = payload::key_index(seq, keys);
-                    let key = payload::key(index);
-                    send_keyed(
-                        &producer,
-                        topic,
-                        partition_of(index, partitions),
-                        Some(key.as_bytes()),
-                        &value,
-                    )?;
-                }
+                Values::Keyed { keys } => send_key(
+                    &producer,
+                    topic,
+                    partitions,
+                    payload::key_index(seq, keys),
+                    &value,
+                )?,
                 Values::Text | Values::Json => {
                     send(&producer, topic, partition_of(seq, partitions), &value)?
                 }
@@ -146,14 +142,7 @@ impl Kafka {
         let producer = self.producer(0)?;
         let mut value = Vec::new();
         payload::write(&mut value, 64, 0, payload::now_ns(), Kind::Probe);
-        let key = payload::key(index);
-        send_keyed(
-            &producer,
-            topic,
-            partition_of(index, partitions),
-            Some(key.as_bytes()),
-            &value,
-        )?;
+        send_key(&producer, topic, partitions, index, &value)?;
         finish(&producer, topic, 1)
     }
 
@@ -280,6 +269,19 @@ fn send(
     value: &[u8],
 ) -> anyhow::Result<()> {
     send_keyed(producer, topic, partition, None, value)
+}
+
+/// Enqueues one record with key number `index`, to the partition that key lives in.
+fn send_key(
+    producer: &BaseProducer<CountingContext>,
+    topic: &str,
+    partitions: i32,
+    index: u64,
+    value: &[u8],
+) -> anyhow::Result<()> {
+    let key = payload::key(index);
+    let partition = partition_of(index, partitions);
+    send_keyed(producer, topic, partition, Some(key.as_bytes()), value)
 }
 
 /// Enqueues one record, waiting for room in librdkafka's queue.
