@@ -37,6 +37,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a restarted stateful system may take to restore and count one new record.
 const RESTART_TIMEOUT: Duration = Duration::from_secs(180);
 
+/// How the sweep's jobs differ from the copy, for the report.
+const SWEEP_SETTINGS: &str = "Sweep: each point copies its own seeded input (that many partitions; JSON objects for the json-transform chains) to a fresh output topic of the same partition count, fresh group and transactional ids; json-transform stage N sets field stageN = N (every stage parses and serializes); the plain copier runs only on the partitions axis.";
+
 /// A paced load: a latency run, or a low-steady-rate run.
 struct Load {
     /// `lat` or `steady`, in ids.
@@ -241,6 +244,13 @@ fn rotated<T: Copy>(items: &[T], by: usize) -> Vec<T> {
 impl Bench<'_> {
     fn settings(&self) -> Vec<String> {
         let o = self.options;
+        if !o.sweep.is_empty() {
+            let mut lines = self
+                .launcher
+                .describe(&[System::TxformEos, System::Baseline]);
+            lines.push(SWEEP_SETTINGS.to_string());
+            return lines;
+        }
         let mut lines = self.launcher.describe(&o.systems);
         lines.push(format!(
             "Each throughput run copies the seeded input ({} partitions, no keys, values of the stated size) to a fresh output topic with fresh group / application / transactional ids; rounds: {}, systems rotated per round.",
