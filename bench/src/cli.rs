@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::sweep::SweepAxis;
 use crate::systems::System;
 
 #[derive(Parser, Debug)]
@@ -142,6 +143,42 @@ pub struct Options {
     #[arg(long)]
     pub no_latency: bool,
 
+    /// Offered load of the low-steady-rate runs (txform exactly-once and the plain copier), records
+    /// per second of --latency-size: what a record costs when the broker is not the limit. 0 skips
+    /// them.
+    #[arg(long, default_value_t = 8_000)]
+    pub steady_rate: u64,
+
+    /// Measured duration of each low-steady-rate run, seconds (after the warm-up).
+    #[arg(long, default_value_t = 15)]
+    pub steady_secs: u64,
+
+    /// Distinct keys of the keyed input of the stateful systems (txform-count, streams-count).
+    #[arg(long, default_value_t = 10_000)]
+    pub keys: u64,
+
+    /// Run the scaling sweep of these variables instead of the benchmark: txform exactly-once's
+    /// throughput and CPU per record against source partitions (6, 60, 600), chain length (1, 3, 5
+    /// stages of passthrough, then of json-transform) and batch interval (10, 100, 1000 ms).
+    #[arg(long, value_delimiter = ',', value_name = "partitions|chain|interval")]
+    pub sweep: Vec<SweepAxis>,
+
+    /// Records seeded per sweep input.
+    #[arg(long, default_value_t = 200_000)]
+    pub sweep_records: u64,
+
+    /// Record size of the sweep, bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub sweep_size: usize,
+
+    /// Rounds of the sweep.
+    #[arg(long, default_value_t = 1)]
+    pub sweep_rounds: u32,
+
+    /// Do not run the plain copier at each partition count of the sweep.
+    #[arg(long)]
+    pub sweep_no_baseline: bool,
+
     /// Give up on one throughput run after this many seconds.
     #[arg(long, default_value_t = 600)]
     pub run_timeout_secs: u64,
@@ -151,9 +188,9 @@ pub struct Options {
     pub write_docs: Option<PathBuf>,
 
     /// The section --write-docs replaces: the text between `<!-- bench:SECTION:begin -->` and
-    /// `<!-- bench:SECTION:end -->`.
-    #[arg(long, default_value = "results")]
-    pub docs_section: String,
+    /// `<!-- bench:SECTION:end -->` (default: `results`, or `sweep` with --sweep).
+    #[arg(long)]
+    pub docs_section: Option<String>,
 
     /// Directory for this run's pipeline files, child logs and results.json
     /// (default: <target>/bench-runs/<run id>).
@@ -181,8 +218,21 @@ impl Options {
             options.latency_secs = 3;
             options.latency_warmup_secs = 1;
             options.run_timeout_secs = options.run_timeout_secs.min(180);
+            options.steady_rate = options.steady_rate.min(1_000);
+            options.steady_secs = options.steady_secs.min(2);
+            options.keys = options.keys.min(100);
+            options.sweep_records = options.sweep_records.min(2_000);
         }
         options
+    }
+
+    /// The section of the docs page this run replaces.
+    pub fn docs_section(&self) -> &str {
+        match &self.docs_section {
+            Some(section) => section,
+            None if !self.sweep.is_empty() => "sweep",
+            None => "results",
+        }
     }
 
     pub fn latency_rounds(&self) -> u32 {

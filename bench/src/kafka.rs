@@ -99,24 +99,104 @@ impl Kafka {
             .context("create the input producer")
     }
 
-    /// Produces `records` values of `size` bytes round-robin over `partitions` partitions of
-    /// `topic` and waits until all are acknowledged. Returns how long that took.
+    /// Produces `records` values of `size` bytes over `partitions` partitions of `topic` and waits
+    /// until all are acknowledged. Returns how long that took. Unkeyed records go round-robin;
+    /// keyed ones to `key number % partitions`, so each key lives in one partition.
     pub fn seed(
         &self,
         topic: &str,
         partitions: i32,
         records: u64,
         size: usize,
+        values: Values,
     ) -> anyhow::Result<Duration> {
         let producer = self.producer(20)?;
         let started = Instant::now();
         let mut value = Vec::with_capacity(size);
         for seq in 0..records {
-            payload::write(&mut value, size, seq, 0, Kind::Seed);
-            send(&producer, topic, partition_of(seq, partitions), &value)?;
+            match values {
+                Values::Json => payload::write_json(&mut value, size, seq),
+                Values::Text | Values::Keyed { .. } => {
+                    payload::write(&mut value, size, seq, 0, Kind::Seed)
+                }
+            }
+            match values {
+                Values::Keyed { keys } => send_key(
+                    &producer,
+                    topic,
+                    partitions,
+                    payload::key_index(seq, keys),
+                    &value,
+                )?,
+                Values::Text | Values::Json => {
+                    send(&producer, topic, partition_of(seq, partitions), &value)?
+                }
+            }
         }
         finish(&producer, topic, records)?;
         Ok(started.elapsed())
+    }
+
+    /// Produces one record with key number `index` of a keyed input (the restore probe).
+    pub fn produce_key(&self, topic: &str, partitions: i32, index: u64) -> anyhow::Result<()> {
+        let producer = self.producer(0)?;
+        let mut value = Vec::new();
+        payload::write(&mut value, 64, 0, payload::now_ns(), Kind::Probe);
+        send_key(&producer, topic, partitions, index, &value)?;
+        finish(&producer, topic, 1)
+    }
+
+    /// The end offsets of `partitions` partitions of `topic`.
+    pub fn end_offsets(&self, topic: &str, partitions: i32) -> anyhow::Result<Vec<i64>> {
+        let client: BaseConsumer = self.config().create().context("create a metadata client")?;
+        (0..partitions)
+            .map(|p| {
+                client
+                    .fetch_watermarks(topic, p, Duration::from_secs(10))
+                    .map(|(_, high)| high)
+                    .with_context(|| format!("end offset of {topic} [{p}]"))
+            })
+            .collect()
+    }
+
+    /// Waits for the first record with `key` visible to a read_committed reader of `topic` after
+    /// `from` (end offsets), until `deadline` or until `give_up` says so. Returns when it was seen
+    /// and its value.
+    pub fn await_key(
+        &self,
+        topic: &str,
+        from: &[i64],
+        key: &[u8],
+        deadline: Instant,
+        give_up: &dyn Fn() -> bool,
+    ) -> anyhow::Result<Option<(Instant, Vec<u8>)>> {
+        let consumer: BaseConsumer = self
+            .config()
+            .set("group.id", format!("{topic}-key-reader"))
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .set("fetch.wait.max.ms", "20")
+            .create()
+            .context("create the read_committed key reader")?;
+        let mut tpl = TopicPartitionList::new();
+        for (p, &offset) in (0..).zip(from) {
+            tpl.add_partition_offset(topic, p, Offset::Offset(offset))
+                .context("assign the key reader")?;
+        }
+        consumer.assign(&tpl).context("assign the key reader")?;
+        while Instant::now() < deadline && !give_up() {
+            match consumer.poll(Duration::from_millis(50)) {
+                Some(Ok(message)) if message.key() == Some(key) => {
+                    let value = message.payload().unwrap_or_default().to_vec();
+                    return Ok(Some((Instant::now(), value)));
+                }
+                Some(Err(error)) if !matches!(error, KafkaError::PartitionEOF(_)) => {
+                    log::warn!("key reader of {topic}: {error}");
+                }
+                _ => {}
+            }
+        }
+        Ok(None)
     }
 
     /// Produces one [`Kind::Probe`] record, to see when a system is up and copying.
@@ -166,19 +246,57 @@ impl Kafka {
     }
 }
 
+/// What the seeded values are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Values {
+    /// The stamped ASCII values of [`payload::write`], no key.
+    Text,
+    /// JSON objects ([`payload::write_json`]), no key.
+    Json,
+    /// Stamped ASCII values with keys `k0..k<keys>` ([`payload::key`]).
+    Keyed { keys: u64 },
+}
+
 fn partition_of(seq: u64, partitions: i32) -> i32 {
     (seq % partitions.max(1) as u64) as i32
 }
 
-/// Enqueues one record, waiting for room in librdkafka's queue.
+/// Enqueues one record without a key, waiting for room in librdkafka's queue.
 fn send(
     producer: &BaseProducer<CountingContext>,
     topic: &str,
     partition: i32,
     value: &[u8],
 ) -> anyhow::Result<()> {
-    let mut record: BaseRecord<'_, (), [u8]> =
+    send_keyed(producer, topic, partition, None, value)
+}
+
+/// Enqueues one record with key number `index`, to the partition that key lives in.
+fn send_key(
+    producer: &BaseProducer<CountingContext>,
+    topic: &str,
+    partitions: i32,
+    index: u64,
+    value: &[u8],
+) -> anyhow::Result<()> {
+    let key = payload::key(index);
+    let partition = partition_of(index, partitions);
+    send_keyed(producer, topic, partition, Some(key.as_bytes()), value)
+}
+
+/// Enqueues one record, waiting for room in librdkafka's queue.
+fn send_keyed(
+    producer: &BaseProducer<CountingContext>,
+    topic: &str,
+    partition: i32,
+    key: Option<&[u8]>,
+    value: &[u8],
+) -> anyhow::Result<()> {
+    let mut record: BaseRecord<'_, [u8], [u8]> =
         BaseRecord::to(topic).partition(partition).payload(value);
+    if let Some(key) = key {
+        record = record.key(key);
+    }
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),

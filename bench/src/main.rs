@@ -14,10 +14,12 @@ mod cli;
 mod kafka;
 mod machine;
 mod payload;
+mod pipeline;
 mod process;
 mod report;
 mod run;
 mod stats;
+mod sweep;
 mod systems;
 
 use std::process::ExitCode;

@@ -55,6 +55,34 @@ pub fn write(buf: &mut Vec<u8>, size: usize, seq: u64, stamp_ns: u64, kind: Kind
     buf.resize(size.max(HEADER_LEN), b'x');
 }
 
+/// Writes a JSON object value of record `seq` into `buf` (cleared first), `size` bytes long when
+/// `size` leaves room for the fields: `{"seq":N,"kind":"seed","pad":"xx…"}`. For the json-transform
+/// chains, which need JSON objects.
+pub fn write_json(buf: &mut Vec<u8>, size: usize, seq: u64) {
+    use std::io::Write as _;
+    buf.clear();
+    let _ = write!(buf, r#"{{"seq":{seq},"kind":"seed","pad":""#);
+    let pad = size.saturating_sub(buf.len() + 2);
+    buf.resize(buf.len() + pad, b'x');
+    buf.extend_from_slice(b"\"}");
+}
+
+/// The key of record `seq` of a keyed input with `keys` distinct keys: `k<seq mod keys>`.
+pub fn key_index(seq: u64, keys: u64) -> u64 {
+    seq % keys.max(1)
+}
+
+/// The key text of key number `index`.
+pub fn key(index: u64) -> String {
+    format!("k{index}")
+}
+
+/// How many of `records` keyed records (keys assigned by [`key_index`]) have key number `index`.
+pub fn records_of_key(index: u64, records: u64, keys: u64) -> u64 {
+    let keys = keys.max(1);
+    records / keys + u64::from(index < records % keys)
+}
+
 /// The stamp and kind of a value written by [`write`]; `None` for anything else.
 pub fn parse(value: &[u8]) -> Option<(u64, Kind)> {
     let header = value.get(..HEADER_LEN)?;
@@ -94,6 +122,30 @@ mod tests {
         write(&mut buf, 10, 1, 2, Kind::Seed);
         assert_eq!(buf.len(), HEADER_LEN);
         assert_eq!(parse(&buf), Some((2, Kind::Seed)));
+    }
+
+    #[test]
+    fn json_values_are_objects_of_the_size() {
+        let mut buf = Vec::new();
+        write_json(&mut buf, 1024, 123_456);
+        assert_eq!(buf.len(), 1024);
+        let value: serde_json::Value = serde_json::from_slice(&buf).expect("JSON");
+        assert_eq!(value["seq"], 123_456);
+        assert_eq!(value["kind"], "seed");
+        write_json(&mut buf, 10, 7);
+        assert_eq!(buf, br#"{"seq":7,"kind":"seed","pad":""}"#);
+    }
+
+    #[test]
+    fn keys_per_count() {
+        assert_eq!(key(42), "k42");
+        let (records, keys) = (25u64, 10u64);
+        let counted: Vec<u64> = (0..keys)
+            .map(|k| records_of_key(k, records, keys))
+            .collect();
+        assert_eq!(counted, [3, 3, 3, 3, 3, 2, 2, 2, 2, 2]);
+        let by_hand = (0..records).filter(|s| key_index(*s, keys) == 4).count() as u64;
+        assert_eq!(by_hand, records_of_key(4, records, keys));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::machine::Machine;
 use crate::stats::median;
+use crate::sweep::{self, SweepRun};
 use crate::systems::System;
 
 /// The markers around generated section `section` of a docs page.
@@ -44,6 +45,36 @@ pub struct ThroughputRun {
     /// From spawning the process to the last record visible.
     pub wall_secs: Option<f64>,
     pub exit_code: Option<i32>,
+    /// Stateful systems: from restarting the stopped system, its local state intact, to the
+    /// correct count of one new record visible (start-up and the restore of what it missed).
+    #[serde(default)]
+    pub restart_local_secs: Option<f64>,
+    /// The same after deleting the local state: start-up and a full restore from the changelog.
+    #[serde(default)]
+    pub restart_changelog_secs: Option<f64>,
+}
+
+impl ThroughputRun {
+    /// A run not measured yet.
+    pub fn new(round: u32, size: usize, system: System, records: u64) -> ThroughputRun {
+        ThroughputRun {
+            round,
+            size,
+            system,
+            records,
+            error: None,
+            records_per_sec: None,
+            mb_per_sec: None,
+            cpu_per_million: None,
+            cpu_total_secs: None,
+            peak_rss_mib: None,
+            first_output_secs: None,
+            wall_secs: None,
+            exit_code: None,
+            restart_local_secs: None,
+            restart_changelog_secs: None,
+        }
+    }
 }
 
 /// One latency run: one system copying a paced input.
@@ -88,12 +119,32 @@ pub struct Results {
     pub seeding: Vec<String>,
     pub throughput: Vec<ThroughputRun>,
     pub latency: Vec<LatencyRun>,
+    /// The transaction / commit interval of the run, ms.
+    #[serde(default)]
+    pub commit_interval_ms: Option<u64>,
+    /// Paced runs at a low steady rate: what a record costs when the broker is not the limit.
+    #[serde(default)]
+    pub steady: Vec<LatencyRun>,
+    /// The distinct keys of the stateful systems' input.
+    #[serde(default)]
+    pub keys: Option<u64>,
+    /// The scaling sweep (`--sweep`), and its record count, record size and batch.max_records.
+    #[serde(default)]
+    pub sweep: Vec<SweepRun>,
+    #[serde(default)]
+    pub sweep_records: u64,
+    #[serde(default)]
+    pub sweep_size: usize,
+    #[serde(default)]
+    pub max_records: u64,
 }
 
 impl Results {
     pub fn failures(&self) -> usize {
         self.throughput.iter().filter(|r| r.error.is_some()).count()
             + self.latency.iter().filter(|r| r.error.is_some()).count()
+            + self.steady.iter().filter(|r| r.error.is_some()).count()
+            + self.sweep.iter().filter(|r| r.run.error.is_some()).count()
     }
 
     fn runs(&self, size: usize, system: System) -> impl Iterator<Item = &ThroughputRun> {
@@ -118,15 +169,43 @@ impl Results {
         system: System,
         metric: fn(&LatencyRun) -> Option<f64>,
     ) -> Option<f64> {
-        let values: Vec<f64> = self
-            .latency
+        paced_median(&self.latency, system, metric)
+    }
+
+    fn stateless(&self) -> Vec<System> {
+        self.systems
+            .iter()
+            .copied()
+            .filter(|s| !s.stateful())
+            .collect()
+    }
+
+    fn stateful(&self) -> Vec<System> {
+        self.systems
+            .iter()
+            .copied()
+            .filter(|s| s.stateful())
+            .collect()
+    }
+}
+
+/// Median of one metric of `system`'s successful paced runs.
+fn paced_median(
+    runs: &[LatencyRun],
+    system: System,
+    metric: fn(&LatencyRun) -> Option<f64>,
+) -> Option<f64> {
+    {
+        let values: Vec<f64> = runs
             .iter()
             .filter(|r| r.system == system && r.error.is_none())
             .filter_map(metric)
             .collect();
         median(&values)
     }
+}
 
+impl Results {
     /// The markdown that goes between the markers of docs/benchmarks.md.
     pub fn markdown(&self) -> String {
         let mut md = String::new();
@@ -153,15 +232,124 @@ impl Results {
         }
         md.push('\n');
 
+        let has = |system: System| self.throughput.iter().any(|r| r.system == system);
         for &size in &self.sizes {
-            self.throughput_table(&mut md, size);
+            if self.stateless().into_iter().any(has) {
+                self.throughput_table(&mut md, size);
+            }
+            if self.stateful().into_iter().any(has) {
+                self.stateful_table(&mut md, size);
+            }
         }
         if !self.latency.is_empty() {
             self.latency_table(&mut md);
         }
-        self.targets(&mut md);
+        if !self.steady.is_empty() {
+            self.steady_table(&mut md);
+        }
+        if !self.sweep.is_empty() {
+            md.push_str(&sweep::table(
+                &self.sweep,
+                self.sweep_records,
+                self.sweep_size,
+                self.max_records,
+            ));
+        }
+        let copies = self.throughput.iter().any(|r| !r.system.stateful());
+        if copies || !self.latency.is_empty() {
+            self.targets(&mut md);
+        }
         self.every_run(&mut md);
         md
+    }
+
+    fn stateful_table(&self, md: &mut String, size: usize) {
+        let _ = writeln!(
+            md,
+            "### Stateful: running count per key, {size} B records
+
+{} records over {} keys, {} partitions (each key in one partition); every input emits its key's count; median of {} round(s); ratios are \"this system / Kafka Streams count\". Restart times run from spawning the stopped system again to the correct count of one new record being visible: with its local state intact, then with it deleted (a full restore from the changelog); both include start-up and the group join.\n",
+            thousands(self.records),
+            thousands(self.keys.unwrap_or(0)),
+            self.partitions,
+            self.rounds
+        );
+        md.push_str("| system | records/s | CPU s per M records | peak RSS MiB | first output s | restart, state intact s | restart, state deleted s | throughput vs Streams | CPU/record vs Streams | RSS vs Streams |\n");
+        md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        let of = |system, metric| self.median_of(size, system, metric);
+        for system in self.stateful() {
+            let rate = of(system, |r| r.records_per_sec);
+            let cpu = of(system, |r| r.cpu_per_million);
+            let rss = of(system, |r| r.peak_rss_mib);
+            let streams = System::StreamsCount;
+            let _ = writeln!(
+                md,
+                "| {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                system.label(),
+                self.failed_note(size, system),
+                opt(rate, |v| thousands(v.round() as u64)),
+                opt(cpu, |v| format!("{v:.1}")),
+                opt(rss, |v| format!("{v:.0}")),
+                opt(of(system, |r| r.first_output_secs), |v| format!("{v:.1}")),
+                opt(of(system, |r| r.restart_local_secs), |v| format!("{v:.1}")),
+                opt(of(system, |r| r.restart_changelog_secs), |v| format!(
+                    "{v:.1}"
+                )),
+                opt(
+                    ratio(rate, of(streams, |r| r.records_per_sec)),
+                    |v| format!("{v:.2}x")
+                ),
+                opt(ratio(cpu, of(streams, |r| r.cpu_per_million)), |v| format!(
+                    "{v:.2}x"
+                )),
+                opt(ratio(rss, of(streams, |r| r.peak_rss_mib)), |v| format!(
+                    "{v:.3}x"
+                )),
+            );
+        }
+        md.push('\n');
+    }
+
+    /// " (n of m runs failed)" for a table row, or nothing.
+    fn failed_note(&self, size: usize, system: System) -> String {
+        let ok = self.runs(size, system).count();
+        let failed = self
+            .throughput
+            .iter()
+            .filter(|r| r.size == size && r.system == system && r.error.is_some())
+            .count();
+        if failed > 0 {
+            format!(" ({failed} of {} runs failed)", ok + failed)
+        } else {
+            String::new()
+        }
+    }
+
+    fn steady_table(&self, md: &mut String) {
+        let first = &self.steady[0];
+        let _ = writeln!(
+            md,
+            "### At a low steady rate: {} records/s of {} B\n\nCPU of the system from the first paced record until the reader had everything (warm-up included), per million records and as a share of one core; the median over the run(s).\n",
+            thousands(first.offered_rate),
+            first.size
+        );
+        md.push_str("| system | CPU s per M records | % of a core | p50 ms | p99 ms |\n|---|---:|---:|---:|---:|\n");
+        for system in self.stateless() {
+            if !self.steady.iter().any(|r| r.system == system) {
+                continue;
+            }
+            let m = |metric| paced_median(&self.steady, system, metric);
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} |",
+                system.label(),
+                opt(m(|r| r.cpu_per_million), |v| format!("{v:.1}")),
+                opt(m(|r| r.core_percent), |v| format!("{v:.1}")),
+                opt(m(|r| r.p50_ms), ms),
+                opt(m(|r| r.p99_ms), ms),
+            );
+        }
+        md.push('\n');
     }
 
     fn throughput_table(&self, md: &mut String, size: usize) {
@@ -177,21 +365,11 @@ impl Results {
         let streams_rate = self.median_of(size, System::Streams, |r| r.records_per_sec);
         let streams_cpu = self.median_of(size, System::Streams, |r| r.cpu_per_million);
         let streams_rss = self.median_of(size, System::Streams, |r| r.peak_rss_mib);
-        for &system in &self.systems {
-            let ok = self.runs(size, system).count();
-            let failed = self
-                .throughput
-                .iter()
-                .filter(|r| r.size == size && r.system == system && r.error.is_some())
-                .count();
+        for system in self.stateless() {
             let rate = self.median_of(size, system, |r| r.records_per_sec);
             let cpu = self.median_of(size, system, |r| r.cpu_per_million);
             let rss = self.median_of(size, system, |r| r.peak_rss_mib);
-            let note = if failed > 0 {
-                format!(" ({failed} of {} runs failed)", ok + failed)
-            } else {
-                String::new()
-            };
+            let note = self.failed_note(size, system);
             let _ = writeln!(
                 md,
                 "| {}{note} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -227,7 +405,7 @@ impl Results {
             "| system | p50 ms | p99 ms | max ms | visible records/s | CPU s per M | % of a core |\n",
         );
         md.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
-        for &system in self.systems.iter().filter(|s| s.continuous()) {
+        for system in self.stateless().into_iter().filter(|s| s.continuous()) {
             let failed = self
                 .latency
                 .iter()
@@ -259,17 +437,19 @@ impl Results {
         md.push('\n');
     }
 
+    /// Issue 13's targets: each with its bound, this run's measured value and whether it is met.
     fn targets(&self, md: &mut String) {
-        md.push_str("### Targets, from this run's medians\n\n| target | measured | holds |\n|---|---:|---|\n");
+        md.push_str("### Issue 13's targets, from this run's medians\n\n| target | bound | measured | met |\n|---|---:|---:|---|\n");
         let mut row = |target: String,
+                       bound: &str,
                        value: Option<f64>,
                        fmt: &dyn Fn(f64) -> String,
                        holds: &dyn Fn(f64) -> bool| {
             let (measured, verdict) = match value {
                 Some(v) => (fmt(v), if holds(v) { "yes" } else { "**no**" }),
-                None => ("n/a".to_string(), "n/a"),
+                None => ("n/a".to_string(), "n/a (not measured)"),
             };
-            let _ = writeln!(md, "| {target} | {measured} | {verdict} |");
+            let _ = writeln!(md, "| {target} | {bound} | {measured} | {verdict} |");
         };
         let eos_vs = |size: usize, other: System, metric: fn(&ThroughputRun) -> Option<f64>| {
             ratio(
@@ -277,91 +457,126 @@ impl Results {
                 self.median_of(size, other, metric),
             )
         };
-        let ratio_fmt = |v: f64| format!("{v:.3}x");
         // Three decimals: a verdict must not contradict its rounded figure (0.849 is "no").
+        let ratio_fmt = |v: f64| format!("{v:.3}x");
         for &size in &self.sizes {
             row(
-                format!("exactly-once throughput >= 0.85x the plain copier, {size} B"),
+                format!("exactly-once throughput / plain copier's, {size} B"),
+                ">= 0.85x",
                 eos_vs(size, System::Baseline, |r| r.records_per_sec),
                 &ratio_fmt,
                 &|v| v >= 0.85,
             );
             row(
-                format!("exactly-once CPU per record <= 1.5x the plain copier, {size} B"),
+                format!("exactly-once CPU per record / plain copier's, {size} B"),
+                "<= 1.5x",
                 eos_vs(size, System::Baseline, |r| r.cpu_per_million),
                 &ratio_fmt,
                 &|v| v <= 1.5,
             );
             row(
-                format!("exactly-once CPU per record <= 1/4 of Kafka Streams', {size} B"),
+                format!("exactly-once CPU per record / Kafka Streams', {size} B"),
+                "<= 0.25x",
                 eos_vs(size, System::Streams, |r| r.cpu_per_million),
                 &ratio_fmt,
                 &|v| v <= 0.25,
             );
             row(
-                format!("exactly-once peak RSS <= 0.1x Kafka Streams', {size} B"),
+                format!("exactly-once peak RSS / Kafka Streams', {size} B"),
+                "<= 0.1x",
                 eos_vs(size, System::Streams, |r| r.peak_rss_mib),
                 &ratio_fmt,
                 &|v| v <= 0.1,
             );
         }
-        if let Some(first) = self.latency.first() {
-            let rate = thousands(first.offered_rate);
-            let size = first.size;
-            let eos = |metric: fn(&LatencyRun) -> Option<f64>| {
-                self.latency_median(System::TxformEos, metric)
-            };
-            let streams = |metric: fn(&LatencyRun) -> Option<f64>| {
-                self.latency_median(System::Streams, metric)
-            };
-            let ms_fmt = |v: f64| format!("{v:.0} ms");
-            // Stated for 20,000 records/s of 1 KiB with a 100 ms interval; other loads are shown
-            // against the same bounds for information.
-            row(
-                format!("exactly-once latency p50 <= 60 ms, {rate} records/s of {size} B"),
-                eos(|r| r.p50_ms),
-                &ms_fmt,
-                &|v| v <= 60.0,
-            );
-            row(
-                format!("exactly-once latency p99 <= 120 ms, {rate} records/s of {size} B"),
-                eos(|r| r.p99_ms),
-                &ms_fmt,
-                &|v| v <= 120.0,
-            );
-            row(
-                "exactly-once latency p50 below Kafka Streams'".to_string(),
-                ratio(eos(|r| r.p50_ms), streams(|r| r.p50_ms)),
-                &ratio_fmt,
-                &|v| v < 1.0,
-            );
-            row(
-                "exactly-once latency p99 below Kafka Streams'".to_string(),
-                ratio(eos(|r| r.p99_ms), streams(|r| r.p99_ms)),
-                &ratio_fmt,
-                &|v| v < 1.0,
-            );
-            // Stated for one instance at 8,000 records/s of 1 KiB.
-            row(
-                format!(
-                    "exactly-once CPU <= 3 s per million records at {rate} records/s of {size} B"
+        // Stated for one instance at 8,000 records/s of 1 KiB.
+        let steady = self.steady.first();
+        row(
+            match steady {
+                Some(r) if (r.offered_rate, r.size) != (8_000, 1024) => format!(
+                    "exactly-once CPU per million records at a low steady rate ({} records/s of {} B; stated for 8,000 of 1024 B)",
+                    thousands(r.offered_rate),
+                    r.size
                 ),
-                eos(|r| r.cpu_per_million),
-                &|v| format!("{v:.1} s"),
-                &|v| v <= 3.0,
-            );
-        }
+                _ => "exactly-once CPU per million records at a low steady rate (8,000 records/s of 1024 B)".to_string(),
+            },
+            "<= 3 s",
+            paced_median(&self.steady, System::TxformEos, |r| r.cpu_per_million),
+            &|v| format!("{v:.1} s"),
+            &|v| v <= 3.0,
+        );
+        let conditions = match self.latency.first() {
+            Some(first)
+                if (first.offered_rate, first.size, self.commit_interval_ms)
+                    != (20_000, 1024, Some(100)) =>
+            {
+                format!(
+                    "{} records/s of {} B, {} ms interval; stated for 20,000 of 1024 B, 100 ms",
+                    thousands(first.offered_rate),
+                    first.size,
+                    self.commit_interval_ms
+                        .map_or_else(|| "?".to_string(), |ms| ms.to_string())
+                )
+            }
+            _ => "20,000 records/s of 1024 B, 100 ms interval".to_string(),
+        };
+        let eos =
+            |metric: fn(&LatencyRun) -> Option<f64>| self.latency_median(System::TxformEos, metric);
+        let streams =
+            |metric: fn(&LatencyRun) -> Option<f64>| self.latency_median(System::Streams, metric);
+        let ms_fmt = |v: f64| format!("{v:.0} ms");
+        row(
+            format!("exactly-once latency p50 ({conditions})"),
+            "<= 60 ms",
+            eos(|r| r.p50_ms),
+            &ms_fmt,
+            &|v| v <= 60.0,
+        );
+        row(
+            format!("exactly-once latency p99 ({conditions})"),
+            "<= 120 ms",
+            eos(|r| r.p99_ms),
+            &ms_fmt,
+            &|v| v <= 120.0,
+        );
+        row(
+            "exactly-once latency p50 / Kafka Streams', same load".to_string(),
+            "< 1x",
+            ratio(eos(|r| r.p50_ms), streams(|r| r.p50_ms)),
+            &ratio_fmt,
+            &|v| v < 1.0,
+        );
+        row(
+            "exactly-once latency p99 / Kafka Streams', same load".to_string(),
+            "< 1x",
+            ratio(eos(|r| r.p99_ms), streams(|r| r.p99_ms)),
+            &ratio_fmt,
+            &|v| v < 1.0,
+        );
         md.push('\n');
     }
 
     fn every_run(&self, md: &mut String) {
         md.push_str("<details><summary>Every run</summary>\n\n");
-        md.push_str("| round | size B | system | records/s | CPU s per M | CPU s whole life | peak RSS MiB | first output s | wall s | exit | error |\n");
-        md.push_str("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
-        for r in &self.throughput {
+        md.push_str("| round | size B | system | records/s | CPU s per M | CPU s whole life | peak RSS MiB | first output s | wall s | restart s, state intact / deleted | exit | error |\n");
+        md.push_str("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+        let throughput = self
+            .throughput
+            .iter()
+            .chain(self.sweep.iter().map(|r| &r.run));
+        for r in throughput {
+            let restart = if r.system.stateful() {
+                format!(
+                    "{} / {}",
+                    opt(r.restart_local_secs, |v| format!("{v:.1}")),
+                    opt(r.restart_changelog_secs, |v| format!("{v:.1}"))
+                )
+            } else {
+                "-".to_string()
+            };
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {restart} | {} | {} |",
                 r.round,
                 r.size,
                 r.system.label(),
@@ -376,15 +591,16 @@ impl Results {
                 r.error.as_deref().map(one_line).unwrap_or_default(),
             );
         }
-        if !self.latency.is_empty() {
-            md.push_str("\n| round | system | p50 ms | p99 ms | max ms | received / expected | visible records/s | CPU s per M | % of a core | error |\n");
-            md.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
-            for r in &self.latency {
+        if !self.latency.is_empty() || !self.steady.is_empty() {
+            md.push_str("\n| round | system | offered records/s | p50 ms | p99 ms | max ms | received / expected | visible records/s | CPU s per M | % of a core | error |\n");
+            md.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+            for r in self.latency.iter().chain(&self.steady) {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} |",
                     r.round,
                     r.system.label(),
+                    thousands(r.offered_rate),
                     opt(r.p50_ms, ms),
                     opt(r.p99_ms, ms),
                     opt(r.max_ms, ms),
@@ -425,14 +641,14 @@ pub fn write_docs(path: &Path, name: &str, content: &str) -> anyhow::Result<()> 
     std::fs::write(path, updated).with_context(|| format!("write {}", path.display()))
 }
 
-fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+pub(crate) fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => Some(a / b),
         _ => None,
     }
 }
 
-fn opt(value: Option<f64>, fmt: impl Fn(f64) -> String) -> String {
+pub(crate) fn opt(value: Option<f64>, fmt: impl Fn(f64) -> String) -> String {
     value.map_or_else(|| "n/a".to_string(), fmt)
 }
 
@@ -524,19 +740,11 @@ mod tests {
 
     fn throughput(system: System, rate: f64, cpu: f64, rss: f64) -> ThroughputRun {
         ThroughputRun {
-            round: 1,
-            size: 1024,
-            system,
-            records: 1_000,
-            error: None,
             records_per_sec: Some(rate),
-            mb_per_sec: None,
             cpu_per_million: Some(cpu),
-            cpu_total_secs: None,
             peak_rss_mib: Some(rss),
-            first_output_secs: None,
-            wall_secs: None,
             exit_code: Some(0),
+            ..ThroughputRun::new(1, 1024, system, 1_000)
         }
     }
 
@@ -589,45 +797,79 @@ mod tests {
                 latency(System::TxformEos, 60.0, 121.0, 3.5),
                 latency(System::Streams, 70.0, 120.0, 20.0),
             ],
+            commit_interval_ms: Some(100),
+            steady: vec![
+                LatencyRun {
+                    offered_rate: 8_000,
+                    ..latency(System::TxformEos, 50.0, 90.0, 3.0)
+                },
+                LatencyRun {
+                    offered_rate: 8_000,
+                    ..latency(System::Baseline, 5.0, 9.0, 2.0)
+                },
+            ],
+            keys: None,
+            sweep: vec![],
+            sweep_records: 0,
+            sweep_size: 0,
+            max_records: 10_000,
         };
         let mut md = String::new();
         results.targets(&mut md);
-        let verdict = |target: &str| -> String {
+        // (bound, measured, met) of the row starting with `target`.
+        let row = |target: &str| -> (String, String, String) {
             let line = md
                 .lines()
                 .find(|l| l.starts_with(&format!("| {target}")))
                 .unwrap_or_else(|| panic!("no row {target:?} in\n{md}"));
-            line.rsplit('|')
-                .nth(1)
-                .unwrap_or_default()
-                .trim()
-                .to_string()
+            let cells: Vec<String> = line.split('|').map(|c| c.trim().to_string()).collect();
+            (cells[2].clone(), cells[3].clone(), cells[4].clone())
         };
-        let yes = "yes".to_string();
-        let no = "**no**".to_string();
+        let row_of = |bound: &str, measured: &str, met: &str| {
+            (bound.to_string(), measured.to_string(), met.to_string())
+        };
         assert_eq!(
-            verdict("exactly-once throughput >= 0.85x the plain copier, 1024 B"),
-            yes
+            row("exactly-once throughput / plain copier's, 1024 B"),
+            row_of(">= 0.85x", "0.850x", "yes")
         );
         assert_eq!(
-            verdict("exactly-once CPU per record <= 1.5x the plain copier, 1024 B"),
-            yes
+            row("exactly-once CPU per record / plain copier's, 1024 B"),
+            row_of("<= 1.5x", "1.500x", "yes")
         );
         assert_eq!(
-            verdict("exactly-once CPU per record <= 1/4 of Kafka Streams', 1024 B"),
-            no
+            row("exactly-once CPU per record / Kafka Streams', 1024 B"),
+            row_of("<= 0.25x", "0.300x", "**no**")
         );
         assert_eq!(
-            verdict("exactly-once peak RSS <= 0.1x Kafka Streams', 1024 B"),
-            yes
+            row("exactly-once peak RSS / Kafka Streams', 1024 B"),
+            row_of("<= 0.1x", "0.099x", "yes")
         );
-        assert_eq!(verdict("exactly-once latency p50 <= 60 ms"), yes);
-        assert_eq!(verdict("exactly-once latency p99 <= 120 ms"), no);
         assert_eq!(
-            verdict("exactly-once latency p50 below Kafka Streams'"),
-            yes
+            row("exactly-once CPU per million records at a low steady rate (8,000 records/s of 1024 B"),
+            row_of("<= 3 s", "3.0 s", "yes")
         );
-        assert_eq!(verdict("exactly-once latency p99 below Kafka Streams'"), no);
-        assert_eq!(verdict("exactly-once CPU <= 3 s per million records"), no);
+        assert_eq!(
+            row("exactly-once latency p50 (20,000 records/s of 1024 B, 100 ms interval"),
+            row_of("<= 60 ms", "60 ms", "yes")
+        );
+        assert_eq!(
+            row("exactly-once latency p99 (20,000 records/s of 1024 B, 100 ms interval"),
+            row_of("<= 120 ms", "121 ms", "**no**")
+        );
+        assert_eq!(
+            row("exactly-once latency p50 / Kafka Streams'"),
+            row_of("< 1x", "0.857x", "yes")
+        );
+        assert_eq!(
+            row("exactly-once latency p99 / Kafka Streams'"),
+            row_of("< 1x", "1.008x", "**no**")
+        );
+        // Nine targets, each once.
+        assert_eq!(
+            md.lines()
+                .filter(|l| l.starts_with("| exactly-once"))
+                .count(),
+            9
+        );
     }
 }

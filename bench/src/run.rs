@@ -13,18 +13,20 @@
 //! - latency: reader's clock at visibility minus the record's scheduled send time.
 
 use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
 
 use crate::cli::Options;
-use crate::kafka::{Kafka, Reader, ReaderPlan, ReaderReport};
+use crate::kafka::{Kafka, Reader, ReaderPlan, ReaderReport, Values};
 use crate::machine::Machine;
 use crate::payload;
 use crate::process::{cpu_seconds, Child};
 use crate::report::{self, LatencyRun, Results, ThroughputRun};
 use crate::stats::quantile;
-use crate::systems::{target_dir, Job, Launcher, System};
+use crate::sweep::{self, SweepRun};
+use crate::systems::{state_dir, target_dir, Job, Launcher, System};
 
 /// How long a stopped system may take to shut down before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(30);
@@ -32,6 +34,21 @@ const STOP_GRACE: Duration = Duration::from_secs(30);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a latency run waits, after the load ended, for the last measured record.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a restarted stateful system may take to restore and count one new record.
+const RESTART_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// How the sweep's jobs differ from the copy, for the report.
+const SWEEP_SETTINGS: &str = "Sweep: each point copies its own seeded input (that many partitions; JSON objects for the json-transform chains) to a fresh output topic of the same partition count, fresh group and transactional ids; json-transform stage N sets field stageN = N (every stage parses and serializes); the plain copier runs only on the partitions axis.";
+
+/// A paced load: a latency run, or a low-steady-rate run.
+struct Load {
+    /// `lat` or `steady`, in ids.
+    tag: &'static str,
+    rate: u64,
+    secs: u64,
+    warmup_secs: u64,
+    size: usize,
+}
 
 /// Shared state of one benchmark run.
 struct Bench<'a> {
@@ -73,10 +90,21 @@ pub fn benchmark(cli_options: &Options) -> anyhow::Result<()> {
 
     let mut inputs = Vec::new();
     let mut seeding = Vec::new();
-    let result = bench.seed_and_run(&mut inputs, &mut seeding);
-    let names: Vec<&str> = inputs.iter().map(|(_, topic)| topic.as_str()).collect();
+    let mut measured = Measured::default();
+    let result = if options.sweep.is_empty() {
+        bench.seed_and_run(&mut inputs, &mut seeding, &mut measured)
+    } else {
+        bench.sweep(&mut inputs, &mut seeding, &mut measured)
+    };
+    let names: Vec<&str> = inputs.iter().map(String::as_str).collect();
     bench.kafka.delete_topics(&names);
-    let (throughput, latency) = result?;
+    result?;
+    let Measured {
+        throughput,
+        latency,
+        steady,
+        sweep,
+    } = measured;
 
     let results = Results {
         run_id: bench.run_id.clone(),
@@ -93,6 +121,17 @@ pub fn benchmark(cli_options: &Options) -> anyhow::Result<()> {
         seeding,
         throughput,
         latency,
+        commit_interval_ms: Some(options.commit_interval_ms),
+        steady,
+        keys: options
+            .systems
+            .iter()
+            .any(|s| s.stateful())
+            .then_some(options.keys),
+        sweep,
+        sweep_records: options.sweep_records,
+        sweep_size: options.sweep_size,
+        max_records: options.txform_max_records,
     };
     let json = bench.dir.join("results.json");
     std::fs::write(
@@ -107,7 +146,7 @@ pub fn benchmark(cli_options: &Options) -> anyhow::Result<()> {
         if options.smoke {
             log::warn!("--smoke: not writing {}", docs.display());
         } else {
-            report::write_docs(docs, &options.docs_section, &markdown)?;
+            report::write_docs(docs, options.docs_section(), &markdown)?;
             log::info!("updated {}", docs.display());
         }
     }
@@ -128,7 +167,7 @@ fn render(path: &std::path::Path, options: &Options) -> anyhow::Result<()> {
     let markdown = results.markdown();
     println!("{markdown}");
     if let Some(docs) = &options.write_docs {
-        report::write_docs(docs, &options.docs_section, &markdown)?;
+        report::write_docs(docs, options.docs_section(), &markdown)?;
         log::info!("updated {}", docs.display());
     }
     Ok(())
@@ -155,6 +194,21 @@ fn check(options: &Options) -> anyhow::Result<()> {
     if options.partitions < 1 || options.rounds < 1 || options.latency_rate < 1 {
         bail!("--partitions, --rounds and --latency-rate must be at least 1");
     }
+    if options.keys < 1 {
+        bail!("--keys must be at least 1");
+    }
+    if !options.sweep.is_empty() {
+        if options.sweep_records < 100 || options.sweep_rounds < 1 {
+            bail!("--sweep-records must be at least 100 and --sweep-rounds at least 1");
+        }
+        if options.sweep_size < payload::HEADER_LEN {
+            bail!(
+                "--sweep-size {} is below the {} bytes of the benchmark's record header",
+                options.sweep_size,
+                payload::HEADER_LEN
+            );
+        }
+    }
     Ok(())
 }
 
@@ -166,6 +220,15 @@ fn command_line() -> String {
     } else {
         format!("cargo run --release -p txform-bench -- {}", args.join(" "))
     }
+}
+
+/// What a run measured.
+#[derive(Default)]
+struct Measured {
+    throughput: Vec<ThroughputRun>,
+    latency: Vec<LatencyRun>,
+    steady: Vec<LatencyRun>,
+    sweep: Vec<SweepRun>,
 }
 
 /// `items` rotated left by `by`: round r starts with a different system.
@@ -181,6 +244,13 @@ fn rotated<T: Copy>(items: &[T], by: usize) -> Vec<T> {
 impl Bench<'_> {
     fn settings(&self) -> Vec<String> {
         let o = self.options;
+        if !o.sweep.is_empty() {
+            let mut lines = self
+                .launcher
+                .describe(&[System::TxformEos, System::Baseline]);
+            lines.push(SWEEP_SETTINGS.to_string());
+            return lines;
+        }
         let mut lines = self.launcher.describe(&o.systems);
         lines.push(format!(
             "Each throughput run copies the seeded input ({} partitions, no keys, values of the stated size) to a fresh output topic with fresh group / application / transactional ids; rounds: {}, systems rotated per round.",
@@ -199,58 +269,188 @@ impl Bench<'_> {
         lines
     }
 
+    /// Seeds `topic` (created with `partitions`) and notes how long it took.
+    fn seed(
+        &self,
+        topic: &str,
+        partitions: i32,
+        records: u64,
+        size: usize,
+        values: Values,
+        seeding: &mut Vec<String>,
+    ) -> anyhow::Result<()> {
+        self.kafka.create_topic(topic, partitions)?;
+        let took = self
+            .kafka
+            .seed(topic, partitions, records, size, values)
+            .with_context(|| format!("seed {topic}"))?;
+        let what = match values {
+            Values::Text => String::new(),
+            Values::Json => " (JSON objects)".to_string(),
+            Values::Keyed { keys } => format!(" with {} keys", report::thousands(keys)),
+        };
+        let line = format!(
+            "Seeded {} records of {size} B{what} into {partitions} partitions in {:.1} s ({} records/s).",
+            report::thousands(records),
+            took.as_secs_f64(),
+            report::thousands((records as f64 / took.as_secs_f64().max(1e-9)) as u64)
+        );
+        log::info!("{line}");
+        seeding.push(line);
+        Ok(())
+    }
+
     fn seed_and_run(
         &self,
-        inputs: &mut Vec<(usize, String)>,
+        inputs: &mut Vec<String>,
         seeding: &mut Vec<String>,
-    ) -> anyhow::Result<(Vec<ThroughputRun>, Vec<LatencyRun>)> {
+        measured: &mut Measured,
+    ) -> anyhow::Result<()> {
         let o = self.options;
+        let any = |f: fn(&System) -> bool| o.systems.iter().any(f);
+        // Per size: the unkeyed input of the copies and the keyed input of the counts.
+        let mut topics = Vec::new();
         for &size in &o.sizes {
-            let topic = format!("txform-bench-{}-in-{size}", self.run_id);
-            self.kafka.create_topic(&topic, o.partitions)?;
-            inputs.push((size, topic.clone()));
-            let took = self
-                .kafka
-                .seed(&topic, o.partitions, o.records, size)
-                .with_context(|| format!("seed {topic}"))?;
-            let line = format!(
-                "Seeded {} records of {size} B in {:.1} s ({} records/s).",
-                report::thousands(o.records),
-                took.as_secs_f64(),
-                report::thousands((o.records as f64 / took.as_secs_f64().max(1e-9)) as u64)
-            );
-            log::info!("{line}");
-            seeding.push(line);
+            let mut pair = (None, None);
+            if any(|s| !s.stateful()) {
+                let topic = format!("txform-bench-{}-in-{size}", self.run_id);
+                inputs.push(topic.clone());
+                self.seed(&topic, o.partitions, o.records, size, Values::Text, seeding)?;
+                pair.0 = Some(topic);
+            }
+            if any(|s| s.stateful()) {
+                let topic = format!("txform-bench-{}-in-{size}-keyed", self.run_id);
+                inputs.push(topic.clone());
+                let values = Values::Keyed { keys: o.keys };
+                self.seed(&topic, o.partitions, o.records, size, values, seeding)?;
+                pair.1 = Some(topic);
+            }
+            topics.push((size, pair));
         }
 
-        let mut throughput = Vec::new();
         for round in 1..=o.rounds {
-            for (size, input) in inputs.iter() {
+            for (size, (plain, keyed)) in &topics {
                 for system in rotated(&o.systems, (round - 1) as usize) {
+                    let input = if system.stateful() { keyed } else { plain };
+                    let Some(input) = input else { continue };
                     let run = self.throughput_run(round, *size, system, input);
                     log_throughput(&run);
-                    throughput.push(run);
+                    measured.throughput.push(run);
                 }
             }
         }
 
-        let mut latency = Vec::new();
+        let paced: Vec<System> = o
+            .systems
+            .iter()
+            .copied()
+            .filter(|s| s.continuous() && !s.stateful())
+            .collect();
         if !o.no_latency {
-            let systems: Vec<System> = o
-                .systems
-                .iter()
-                .copied()
-                .filter(|s| s.continuous())
-                .collect();
+            let load = Load {
+                tag: "lat",
+                rate: o.latency_rate,
+                secs: o.latency_secs,
+                warmup_secs: o.latency_warmup_secs,
+                size: o.latency_size,
+            };
             for round in 1..=o.latency_rounds() {
-                for system in rotated(&systems, (round - 1) as usize) {
-                    let run = self.latency_run(round, system);
+                for system in rotated(&paced, (round - 1) as usize) {
+                    let run = self.latency_run(round, system, &load);
                     log_latency(&run);
-                    latency.push(run);
+                    measured.latency.push(run);
                 }
             }
         }
-        Ok((throughput, latency))
+        if o.steady_rate > 0 {
+            // The target's subject and its physical floor.
+            let load = Load {
+                tag: "steady",
+                rate: o.steady_rate,
+                secs: o.steady_secs,
+                warmup_secs: o.latency_warmup_secs,
+                size: o.latency_size,
+            };
+            for system in paced
+                .iter()
+                .copied()
+                .filter(|s| matches!(s, System::TxformEos | System::Baseline))
+            {
+                let run = self.latency_run(1, system, &load);
+                log_latency(&run);
+                measured.steady.push(run);
+            }
+        }
+        Ok(())
+    }
+
+    /// The scaling sweep: every point of the asked axes, `--sweep-rounds` times.
+    fn sweep(
+        &self,
+        inputs: &mut Vec<String>,
+        seeding: &mut Vec<String>,
+        measured: &mut Measured,
+    ) -> anyhow::Result<()> {
+        let o = self.options;
+        let points = sweep::points(
+            &o.sweep,
+            o.partitions,
+            o.commit_interval_ms,
+            !o.sweep_no_baseline,
+        );
+        let mut topics = Vec::new();
+        for (partitions, json) in sweep::inputs(&points) {
+            let kind = if json { "json" } else { "text" };
+            let topic = format!("txform-bench-{}-sweep-in-p{partitions}-{kind}", self.run_id);
+            inputs.push(topic.clone());
+            let values = if json { Values::Json } else { Values::Text };
+            self.seed(
+                &topic,
+                partitions,
+                o.sweep_records,
+                o.sweep_size,
+                values,
+                seeding,
+            )?;
+            topics.push(((partitions, json), topic));
+        }
+        for round in 1..=o.sweep_rounds {
+            for point in &points {
+                let Some((_, input)) = topics.iter().find(|(key, _)| *key == point.input()) else {
+                    bail!("no input seeded for {point:?}");
+                };
+                let id = format!("txform-bench-{}-r{round}-sweep-{}", self.run_id, point.id());
+                let mut run =
+                    ThroughputRun::new(round, o.sweep_size, point.system, o.sweep_records);
+                log::info!(
+                    "sweep round {round}: {} with {} = {}",
+                    point.system.label(),
+                    point.axis.label(),
+                    point.value()
+                );
+                let result =
+                    self.throughput_job(&mut run, input, point.partitions, &id, &|job| match point
+                        .system
+                    {
+                        System::TxformEos => self.launcher.txform_chain(
+                            job,
+                            point.kind,
+                            point.stages,
+                            point.interval_ms,
+                        ),
+                        other => self.launcher.command(other, job),
+                    });
+                if let Err(error) = result {
+                    run.error = Some(format!("{error:#}"));
+                }
+                log_throughput(&run);
+                measured.sweep.push(SweepRun {
+                    point: point.clone(),
+                    run,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// A fresh id for one job, and its scratch directory.
@@ -268,32 +468,35 @@ impl Bench<'_> {
         input: &str,
     ) -> ThroughputRun {
         let id = format!("txform-bench-{}-r{round}-{system}-{size}", self.run_id);
-        let output = format!("{id}-out");
-        let mut run = ThroughputRun {
-            round,
-            size,
-            system,
-            records: self.options.records,
-            error: None,
-            records_per_sec: None,
-            mb_per_sec: None,
-            cpu_per_million: None,
-            cpu_total_secs: None,
-            peak_rss_mib: None,
-            first_output_secs: None,
-            wall_secs: None,
-            exit_code: None,
-        };
+        let mut run = ThroughputRun::new(round, size, system, self.options.records);
         log::info!(
-            "round {round}: {} copying {} records of {size} B",
+            "round {round}: {} on {} records of {size} B",
             system.label(),
             report::thousands(self.options.records)
         );
-        if let Err(error) = self.measure_throughput(&mut run, input, &output, &id) {
+        let partitions = self.options.partitions;
+        let result = self.throughput_job(&mut run, input, partitions, &id, &|job| {
+            self.launcher.command(system, job)
+        });
+        if let Err(error) = result {
             run.error = Some(format!("{error:#}"));
         }
-        self.kafka.delete_topics(&[&output]);
         run
+    }
+
+    /// Runs one throughput job on a fresh output topic (deleted afterwards) and fills `run`.
+    fn throughput_job(
+        &self,
+        run: &mut ThroughputRun,
+        input: &str,
+        partitions: i32,
+        id: &str,
+        command: &dyn Fn(&Job<'_>) -> anyhow::Result<Command>,
+    ) -> anyhow::Result<()> {
+        let output = format!("{id}-out");
+        let result = self.measure_throughput(run, input, &output, partitions, id, command);
+        self.kafka.delete_topics(&[&output]);
+        result
     }
 
     fn measure_throughput(
@@ -301,32 +504,32 @@ impl Bench<'_> {
         run: &mut ThroughputRun,
         input: &str,
         output: &str,
+        partitions: i32,
         id: &str,
+        command: &dyn Fn(&Job<'_>) -> anyhow::Result<Command>,
     ) -> anyhow::Result<()> {
-        let o = self.options;
-        let records = o.records;
+        let records = run.records;
         let dir = self.job_dir(id)?;
-        self.kafka.create_topic(output, o.partitions)?;
+        self.kafka.create_topic(output, partitions)?;
         let job = Job {
             input,
             output,
             id,
             dir: &dir,
         };
-        let command = self.launcher.command(run.system, &job)?;
-        let mut child = Child::spawn(run.system.label(), command, &dir.join("log.txt"))?;
+        let mut child = Child::spawn(run.system.label(), command(&job)?, &dir.join("log.txt"))?;
         let window_start = (records / 100).max(1);
         let reader = Reader::start(
             &self.kafka,
             ReaderPlan {
                 topic: output.to_string(),
-                partitions: o.partitions,
+                partitions,
                 target: records,
                 window_start,
                 pid: Some(child.pid()),
             },
         )?;
-        let deadline = child.spawned_at() + Duration::from_secs(o.run_timeout_secs);
+        let deadline = child.spawned_at() + Duration::from_secs(self.options.run_timeout_secs);
         wait_for_reader(&reader, &child, deadline);
         let seen = reader.count();
         let report = reader.finish();
@@ -362,20 +565,89 @@ impl Bench<'_> {
             .first_at
             .map(|t| t.duration_since(child.spawned_at()).as_secs_f64());
         run.wall_secs = Some(done_at.duration_since(child.spawned_at()).as_secs_f64());
+        if run.system.stateful() {
+            // The count of key 0 so far: every one of its records was counted once.
+            let counted = payload::records_of_key(0, records, self.options.keys);
+            run.restart_local_secs =
+                Some(self.restart(run.system, &job, partitions, counted + 1, false)?);
+            run.restart_changelog_secs =
+                Some(self.restart(run.system, &job, partitions, counted + 2, true)?);
+        }
         Ok(())
     }
 
-    fn latency_run(&self, round: u32, system: System) -> LatencyRun {
-        let o = self.options;
-        let id = format!("txform-bench-{}-lat{round}-{system}", self.run_id);
+    /// Restarts a stopped stateful system on `job` (after deleting its local state when `wipe`)
+    /// with one new record of key 0 waiting, and returns the seconds from spawning it to that
+    /// record's count being visible. Fails unless the count is `expected`: a restore that lost or
+    /// double-counted anything shows here.
+    fn restart(
+        &self,
+        system: System,
+        job: &Job<'_>,
+        partitions: i32,
+        expected: u64,
+        wipe: bool,
+    ) -> anyhow::Result<f64> {
+        let what = if wipe {
+            "state deleted"
+        } else {
+            "state intact"
+        };
+        if wipe {
+            if let Some(dir) = state_dir(system, job) {
+                if dir.exists() {
+                    std::fs::remove_dir_all(&dir)
+                        .with_context(|| format!("delete {}", dir.display()))?;
+                }
+            }
+        }
+        let from = self.kafka.end_offsets(job.output, partitions)?;
+        self.kafka.produce_key(job.input, partitions, 0)?;
+        let log = job.dir.join(format!(
+            "log-restart-{}.txt",
+            if wipe { "wiped" } else { "intact" }
+        ));
+        let mut child = Child::spawn(system.label(), self.launcher.command(system, job)?, &log)?;
+        let key = payload::key(0);
+        let seen = self.kafka.await_key(
+            job.output,
+            &from,
+            key.as_bytes(),
+            child.spawned_at() + RESTART_TIMEOUT,
+            &|| child.has_exited(),
+        );
+        let exit = child.terminate(STOP_GRACE)?;
+        let Some((at, value)) = seen? else {
+            bail!(
+                "restart ({what}): no count of {key} within {} s (exit code {}); last log lines of {}:\n{}",
+                RESTART_TIMEOUT.as_secs(),
+                exit.code,
+                child.log().display(),
+                child.log_tail(15)
+            );
+        };
+        let count = String::from_utf8_lossy(&value);
+        if count.trim() != expected.to_string() {
+            bail!("restart ({what}): {key} counted {count}, expected {expected}");
+        }
+        let secs = at.duration_since(child.spawned_at()).as_secs_f64();
+        log::info!(
+            "  {} restart, {what}: {secs:.1} s to the count of {key} ({expected})",
+            system.label()
+        );
+        Ok(secs)
+    }
+
+    fn latency_run(&self, round: u32, system: System, load: &Load) -> LatencyRun {
+        let id = format!("txform-bench-{}-{}{round}-{system}", self.run_id, load.tag);
         let input = format!("{id}-in");
         let output = format!("{id}-out");
-        let expected = o.latency_rate * o.latency_secs;
+        let expected = load.rate * load.secs;
         let mut run = LatencyRun {
             round,
-            size: o.latency_size,
+            size: load.size,
             system,
-            offered_rate: o.latency_rate,
+            offered_rate: load.rate,
             error: None,
             expected,
             received: 0,
@@ -387,13 +659,14 @@ impl Bench<'_> {
             core_percent: None,
         };
         log::info!(
-            "latency round {round}: {} at {} records/s of {} B for {} s",
+            "{} round {round}: {} at {} records/s of {} B for {} s",
+            load.tag,
             system.label(),
-            report::thousands(o.latency_rate),
-            o.latency_size,
-            o.latency_secs
+            report::thousands(load.rate),
+            load.size,
+            load.secs
         );
-        if let Err(error) = self.measure_latency(&mut run, &input, &output, &id) {
+        if let Err(error) = self.measure_latency(&mut run, load, &input, &output, &id) {
             run.error = Some(format!("{error:#}"));
         }
         self.kafka.delete_topics(&[&input, &output]);
@@ -403,6 +676,7 @@ impl Bench<'_> {
     fn measure_latency(
         &self,
         run: &mut LatencyRun,
+        load: &Load,
         input: &str,
         output: &str,
         id: &str,
@@ -419,7 +693,7 @@ impl Bench<'_> {
         };
         let command = self.launcher.command(run.system, &job)?;
         let mut child = Child::spawn(run.system.label(), command, &dir.join("log.txt"))?;
-        let warmup = o.latency_rate * o.latency_warmup_secs;
+        let warmup = load.rate * load.warmup_secs;
         let reader = Reader::start(
             &self.kafka,
             ReaderPlan {
@@ -430,15 +704,15 @@ impl Bench<'_> {
                 pid: None,
             },
         )?;
-        let outcome = self.drive_latency(run, &reader, &child, input, warmup);
+        let outcome = self.drive_latency(run, load, &reader, &child, input, warmup);
         let report = reader.finish();
         let exit = child.terminate(STOP_GRACE)?;
-        let load = outcome?;
+        let cost = outcome?;
         let report = report?;
         summarize_latency(run, &report);
         let records = (warmup + run.expected) as f64;
-        run.cpu_per_million = Some(load.cpu_seconds / records * 1e6);
-        run.core_percent = Some(load.cpu_seconds / load.wall.as_secs_f64().max(1e-9) * 100.0);
+        run.cpu_per_million = Some(cost.cpu_seconds / records * 1e6);
+        run.core_percent = Some(cost.cpu_seconds / cost.wall.as_secs_f64().max(1e-9) * 100.0);
         if run.received < run.expected {
             bail!(
                 "only {} of {} measured records visible {} s after the load ended (saturated, or stalled; exit code {}); last log lines:\n{}",
@@ -457,6 +731,7 @@ impl Bench<'_> {
     fn drive_latency(
         &self,
         run: &LatencyRun,
+        load: &Load,
         reader: &Reader,
         child: &Child,
         input: &str,
@@ -487,8 +762,8 @@ impl Bench<'_> {
         self.kafka.paced(
             input,
             o.partitions,
-            o.latency_size,
-            o.latency_rate,
+            load.size,
+            load.rate,
             warmup,
             run.expected,
         )?;

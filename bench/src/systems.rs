@@ -9,6 +9,8 @@ use std::process::Command;
 use anyhow::{bail, Context as _};
 
 use crate::cli::{key_value, Options};
+use crate::pipeline::{Pipeline, StageKind};
+use crate::sweep::SweepAxis;
 
 /// One system under test.
 #[derive(
@@ -26,6 +28,10 @@ pub enum System {
     Copier,
     /// The plain non-transactional rust-rdkafka copier of this crate (`txform-bench copy`).
     Baseline,
+    /// Stateful: txform exactly-once with the `count` plugin (running count per key, `[state]`).
+    TxformCount,
+    /// Stateful: Kafka Streams `groupByKey().count()`, exactly_once_v2, record cache off.
+    StreamsCount,
 }
 
 impl System {
@@ -37,6 +43,9 @@ impl System {
         System::Baseline,
     ];
 
+    /// The stateful systems: they count per key over a keyed input instead of copying.
+    pub const STATEFUL: [System; 2] = [System::TxformCount, System::StreamsCount];
+
     /// The name in tables.
     pub fn label(self) -> &'static str {
         match self {
@@ -45,6 +54,8 @@ impl System {
             System::Streams => "Kafka Streams exactly_once_v2",
             System::Copier => "TransactionalMessageCopier",
             System::Baseline => "plain copier (baseline)",
+            System::TxformCount => "txform count (exactly-once, state)",
+            System::StreamsCount => "Kafka Streams groupByKey().count() exactly_once_v2",
         }
     }
 
@@ -56,6 +67,8 @@ impl System {
             System::Streams => "streams",
             System::Copier => "copier",
             System::Baseline => "baseline",
+            System::TxformCount => "txform-count",
+            System::StreamsCount => "streams-count",
         }
     }
 
@@ -65,12 +78,23 @@ impl System {
         self != System::Copier
     }
 
+    /// Counts per key over the keyed input (and keeps state that a restart must restore).
+    pub fn stateful(self) -> bool {
+        System::STATEFUL.contains(&self)
+    }
+
     fn uses_txform(self) -> bool {
-        matches!(self, System::TxformEos | System::TxformAlo)
+        matches!(
+            self,
+            System::TxformEos | System::TxformAlo | System::TxformCount
+        )
     }
 
     fn uses_java(self) -> bool {
-        matches!(self, System::Streams | System::Copier)
+        matches!(
+            self,
+            System::Streams | System::Copier | System::StreamsCount
+        )
     }
 }
 
@@ -95,7 +119,8 @@ pub struct Launcher {
     bootstrap: String,
     workspace: PathBuf,
     txform_bin: PathBuf,
-    plugin: PathBuf,
+    /// Directory of the plugin libraries (next to the txform binary).
+    plugins: PathBuf,
     self_exe: PathBuf,
     java: String,
     jvm_heap: String,
@@ -142,20 +167,17 @@ impl Launcher {
         if needs(System::uses_txform) && !options.skip_build && options.txform_dir.is_none() {
             // Always the release build of the host and the plugin that is measured, never a stale one.
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+            let mut args = vec!["build", "--release", "-p", "txform"];
+            for kind in stage_kinds(options) {
+                args.extend(["-p", kind.package()]);
+            }
             run_tool(
-                Command::new(cargo).current_dir(&workspace).args([
-                    "build",
-                    "--release",
-                    "-p",
-                    "txform",
-                    "-p",
-                    "txform-passthrough",
-                ]),
-                "cargo build --release -p txform -p txform-passthrough",
+                Command::new(cargo).current_dir(&workspace).args(&args),
+                &format!("cargo {}", args.join(" ")),
             )?;
         }
         let streams_dir = workspace.join("bench/streams");
-        if options.systems.contains(&System::Streams) && !options.skip_build {
+        if needs(|s| matches!(s, System::Streams | System::StreamsCount)) && !options.skip_build {
             build_streams_app(&streams_dir)?;
         }
         let tools_classpath = if options.systems.contains(&System::Copier) {
@@ -176,7 +198,7 @@ impl Launcher {
         let launcher = Launcher {
             bootstrap: options.bootstrap.clone(),
             txform_bin: txform_dir.join("txform"),
-            plugin: txform_dir.join("libtxform_passthrough.so"),
+            plugins: txform_dir.clone(),
             self_exe: std::env::current_exe().context("locate the txform-bench executable")?,
             java: "java".to_string(),
             jvm_heap: options.jvm_heap.clone(),
@@ -198,11 +220,19 @@ impl Launcher {
             workspace,
         };
         if needs(System::uses_txform) {
-            for file in [&launcher.txform_bin, &launcher.plugin] {
+            let kinds = stage_kinds(options);
+            let files = std::iter::once(launcher.txform_bin.clone())
+                .chain(kinds.iter().map(|k| launcher.plugins.join(k.library())));
+            for file in files {
                 if !file.exists() {
+                    let packages: Vec<String> = kinds
+                        .iter()
+                        .map(|k| format!("-p {}", k.package()))
+                        .collect();
                     bail!(
-                        "{} is missing: cargo build --release -p txform -p txform-passthrough",
-                        file.display()
+                        "{} is missing: cargo build --release -p txform {}",
+                        file.display(),
+                        packages.join(" ")
                     );
                 }
             }
@@ -225,27 +255,21 @@ impl Launcher {
                 } else {
                     "at-least-once"
                 };
-                let file = job.dir.join("pipeline.toml");
-                std::fs::write(&file, self.pipeline(job, guarantee))
-                    .with_context(|| format!("write {}", file.display()))?;
-                let mut command = Command::new(&self.txform_bin);
-                command
-                    .arg("run")
-                    .arg(&file)
-                    .env("RUST_LOG", &self.txform_log);
-                Ok(command)
+                let pipeline = self.pipeline(job, guarantee, StageKind::Passthrough, 1);
+                self.txform(job, &pipeline)
             }
-            System::Streams => {
-                let mut command = Command::new(&self.java);
-                command
-                    .arg(format!("-Xmx{}", self.jvm_heap))
-                    .arg("-cp")
-                    .arg(&self.streams_classpath)
-                    .arg("txform.bench.StreamsCopy")
-                    .args([&self.bootstrap, job.input, job.output, job.id])
-                    .arg(job.dir.join("streams-state"))
-                    .arg("processing.guarantee=exactly_once_v2")
-                    .arg(format!("commit.interval.ms={}", self.commit_interval_ms));
+            System::TxformCount => {
+                let mut pipeline = self.pipeline(job, "exactly-once", StageKind::Count, 1);
+                pipeline.state_dir = state_dir(system, job);
+                self.txform(job, &pipeline)
+            }
+            System::Streams => Ok(self.streams(job, "txform.bench.StreamsCopy")),
+            System::StreamsCount => {
+                let mut command = self.streams(job, "txform.bench.StreamsCount");
+                // Every input updates the store, the changelog and the output, as txform's count
+                // does: with the record cache on, Streams would emit (and log) only the last count
+                // of each key per commit interval.
+                command.arg("statestore.cache.max.bytes=0");
                 Ok(command)
             }
             System::Copier => {
@@ -295,59 +319,71 @@ impl Launcher {
         }
     }
 
-    /// txform's pipeline.toml for `job`.
-    fn pipeline(&self, job: &Job<'_>, guarantee: &str) -> String {
-        let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
-        let table = |properties: &[(String, String)]| -> String {
-            properties
-                .iter()
-                .map(|(k, v)| format!("{} = {}\n", quote(k), quote(v)))
-                .collect()
-        };
-        format!(
-            r#"# Written by txform-bench for one benchmark job.
-[kafka.common]
-"bootstrap.servers" = {bootstrap}
+    /// txform running a chain of `stages` stages of `kind` on `job`, with the batch interval
+    /// `max_wait_ms` (the chain and interval sweeps).
+    pub fn txform_chain(
+        &self,
+        job: &Job<'_>,
+        kind: StageKind,
+        stages: usize,
+        max_wait_ms: u64,
+    ) -> anyhow::Result<Command> {
+        let mut pipeline = self.pipeline(job, "exactly-once", kind, stages);
+        pipeline.max_wait_ms = max_wait_ms;
+        self.txform(job, &pipeline)
+    }
 
-[kafka.consumer]
-{consumer}
-[kafka.producer]
-{producer}
-[source]
-topics = [{input}]
-group_id = {id}
+    /// `txform run` of `pipeline`, written into the job's directory.
+    fn txform(&self, job: &Job<'_>, pipeline: &Pipeline<'_>) -> anyhow::Result<Command> {
+        let file = job.dir.join("pipeline.toml");
+        std::fs::write(&file, pipeline.render())
+            .with_context(|| format!("write {}", file.display()))?;
+        let mut command = Command::new(&self.txform_bin);
+        command
+            .arg("run")
+            .arg(&file)
+            .env("RUST_LOG", &self.txform_log);
+        Ok(command)
+    }
 
-[sink]
-topic = {output}
+    /// A Kafka Streams app of bench/streams (`class`) on `job`, exactly_once_v2 at the interval.
+    fn streams(&self, job: &Job<'_>, class: &str) -> Command {
+        let mut command = Command::new(&self.java);
+        command
+            .arg(format!("-Xmx{}", self.jvm_heap))
+            .arg("-cp")
+            .arg(&self.streams_classpath)
+            .arg(class)
+            .args([&self.bootstrap, job.input, job.output, job.id])
+            .arg(job.dir.join("streams-state"))
+            .arg("processing.guarantee=exactly_once_v2")
+            .arg(format!("commit.interval.ms={}", self.commit_interval_ms));
+        command
+    }
 
-[transaction]
-guarantee = {guarantee}
-id_prefix = {id}
-
-[batch]
-max_records = {max_records}
-max_wait_ms = {max_wait_ms}
-
-[log]
-stats_interval_secs = 5
-
-[[transform]]
-name = "copy"
-plugin = {plugin}
-[transform.config]
-keep_partition = true
-"#,
-            bootstrap = quote(&self.bootstrap),
-            consumer = table(&self.txform_consumer),
-            producer = table(&self.txform_producer),
-            input = quote(job.input),
-            output = quote(job.output),
-            id = quote(job.id),
-            guarantee = quote(guarantee),
-            max_records = self.txform_max_records,
-            max_wait_ms = self.commit_interval_ms,
-            plugin = quote(&self.plugin.to_string_lossy()),
-        )
+    /// txform's pipeline for `job`: the benchmark's settings and a chain of `kind`.
+    fn pipeline<'a>(
+        &'a self,
+        job: &Job<'a>,
+        guarantee: &'a str,
+        kind: StageKind,
+        stages: usize,
+    ) -> Pipeline<'a> {
+        Pipeline {
+            bootstrap: &self.bootstrap,
+            consumer: &self.txform_consumer,
+            producer: &self.txform_producer,
+            input: job.input,
+            output: job.output,
+            id: job.id,
+            guarantee,
+            max_records: self.txform_max_records,
+            max_wait_ms: self.commit_interval_ms,
+            plugins: &self.plugins,
+            kind,
+            stages,
+            state_dir: None,
+        }
     }
 
     /// How the `systems` of a run were configured, for the report.
@@ -391,6 +427,17 @@ keep_partition = true
                 self.copier_transaction_size, self.jvm_heap
             ));
         }
+        if systems.contains(&System::TxformCount) {
+            lines.push(format!(
+                "txform count: {build}, exactly-once, the count plugin (output key = input key, value = the running count as decimal text), [state] in the job's directory; batch and librdkafka settings as above"
+            ));
+        }
+        if systems.contains(&System::StreamsCount) {
+            lines.push(format!(
+                "Kafka Streams 4.1.1 count: groupByKey().count() (RocksDB store, changelog), output key -> count as decimal text, processing.guarantee=exactly_once_v2, commit.interval.ms={}, statestore.cache.max.bytes=0 (one output and one changelog record per input, like txform), 1 stream thread; JVM -Xmx{}",
+                self.commit_interval_ms, self.jvm_heap
+            ));
+        }
         if systems.contains(&System::Baseline) {
             lines.push(format!(
                 "plain copier: rust-rdkafka BaseConsumer (auto-commit) + BaseProducer (acks=all, not idempotent); consumer: {}; producer: {} (txform's); no batching, no transform",
@@ -400,6 +447,28 @@ keep_partition = true
         }
         lines
     }
+}
+
+/// The directory of `system`'s local state in `job` (deleted to measure a restore from the
+/// changelog); `None` for the stateless systems.
+pub fn state_dir(system: System, job: &Job<'_>) -> Option<PathBuf> {
+    match system {
+        System::TxformCount => Some(job.dir.join("txform-state")),
+        System::StreamsCount => Some(job.dir.join("streams-state")),
+        _ => None,
+    }
+}
+
+/// The plugins the selected systems and sweeps run.
+fn stage_kinds(options: &Options) -> Vec<StageKind> {
+    let mut kinds = vec![StageKind::Passthrough];
+    if options.sweep.contains(&SweepAxis::Chain) {
+        kinds.push(StageKind::Json);
+    }
+    if options.systems.contains(&System::TxformCount) {
+        kinds.push(StageKind::Count);
+    }
+    kinds
 }
 
 fn parse_properties(list: &[String]) -> anyhow::Result<Vec<(String, String)>> {
@@ -415,6 +484,7 @@ fn build_streams_app(dir: &Path) -> anyhow::Result<()> {
     let sources = [
         dir.join("pom.xml"),
         dir.join("src/main/java/txform/bench/StreamsCopy.java"),
+        dir.join("src/main/java/txform/bench/StreamsCount.java"),
         dir.join("src/main/resources/log4j2.properties"),
     ];
     let stale = match built {

@@ -32,6 +32,18 @@ public final class StreamsCopy {
                 "usage: StreamsCopy BOOTSTRAP INPUT OUTPUT APPLICATION_ID STATE_DIR [key=value ...]");
             System.exit(2);
         }
+        Properties props = properties(args);
+
+        StreamsBuilder builder = new StreamsBuilder();
+        builder.stream(args[1], Consumed.with(Serdes.ByteArray(), Serdes.ByteArray()))
+            .mapValues(value -> value)
+            .to(args[2], Produced.with(Serdes.ByteArray(), Serdes.ByteArray()));
+
+        runUntilStopped(new KafkaStreams(builder.build(), props), "StreamsCopy");
+    }
+
+    /** The properties of {@code args}: BOOTSTRAP INPUT OUTPUT APPLICATION_ID STATE_DIR [key=value ...]. */
+    static Properties properties(String[] args) {
         Properties props = new Properties();
         props.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, args[0]);
         props.put(StreamsConfig.APPLICATION_ID_CONFIG, args[3]);
@@ -43,36 +55,42 @@ public final class StreamsCopy {
         for (int i = 5; i < args.length; i++) {
             int eq = args[i].indexOf('=');
             if (eq <= 0) {
-                System.err.println("StreamsCopy: expected key=value, got " + args[i]);
+                System.err.println("expected key=value, got " + args[i]);
                 System.exit(2);
             }
             props.put(args[i].substring(0, eq), args[i].substring(eq + 1));
         }
+        return props;
+    }
 
-        StreamsBuilder builder = new StreamsBuilder();
-        builder.stream(args[1], Consumed.with(Serdes.ByteArray(), Serdes.ByteArray()))
-            .mapValues(value -> value)
-            .to(args[2], Produced.with(Serdes.ByteArray(), Serdes.ByteArray()));
-
-        KafkaStreams streams = new KafkaStreams(builder.build(), props);
+    /**
+     * Starts {@code streams} and waits until SIGTERM (the shutdown hook closes it) or until the
+     * topology dies (then exits with 1).
+     */
+    static void runUntilStopped(KafkaStreams streams, String name) throws InterruptedException {
         CountDownLatch stopped = new CountDownLatch(1);
         final int[] exitCode = {0};
         streams.setUncaughtExceptionHandler(error -> {
-            System.err.println("StreamsCopy: stream thread died: " + error);
+            System.err.println(name + ": stream thread died: " + error);
             exitCode[0] = 1;
             stopped.countDown();
             return StreamsUncaughtExceptionHandler.StreamThreadExceptionResponse.SHUTDOWN_CLIENT;
         });
         streams.setStateListener((now, before) -> {
-            System.err.println("StreamsCopy: state " + before + " -> " + now);
+            System.err.println(name + ": state " + before + " -> " + now);
             if (now == KafkaStreams.State.ERROR || now == KafkaStreams.State.NOT_RUNNING) {
                 stopped.countDown();
             }
         });
+        // Leave the group on SIGTERM (Streams' default is to stay until session.timeout.ms, 45 s):
+        // a restart then rejoins at once, so the stateful benchmark times the restore, not the
+        // old member's session time-out; txform's consumer leaves the group on close too.
+        KafkaStreams.CloseOptions leave =
+            new KafkaStreams.CloseOptions().leaveGroup(true).timeout(Duration.ofSeconds(30));
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-            streams.close(Duration.ofSeconds(30));
+            streams.close(leave);
             stopped.countDown();
-        }, "streams-copy-shutdown"));
+        }, name + "-shutdown"));
 
         streams.start();
         stopped.await();
