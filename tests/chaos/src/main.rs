@@ -3,14 +3,17 @@
 //! Seeds a known input, runs several txform instances in one consumer group copying it (keeping
 //! partitions) through plugins that fail and panic in a share of batches, crashes and restarts
 //! instances and the broker, makes instances leave and join, and checks with read_committed readers
-//! that every input record came out exactly once, in order, in its partition. See README.md.
+//! that every input record came out exactly once, in order, in its partition. The stateful profile
+//! (and the full one's second pass) counts per key instead and checks every count. See README.md.
 //!
 //! ```text
 //! cargo run -p txform-chaos -- --profile ci                 # a few minutes; part of scripts/test.sh
-//! cargo run --release -p txform-chaos -- --profile full     # 100,000 records, every fault
+//! cargo run -p txform-chaos -- --profile stateful           # the ci faults on a count per key
+//! cargo run --release -p txform-chaos -- --profile full     # 100,000 records, every fault; then stateful
 //! ```
 
 mod broker;
+mod counts;
 mod faults;
 mod fleet;
 mod pipeline;
@@ -45,7 +48,8 @@ pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
     about = "Exactly-once under crashes, rebalances and broker restarts"
 )]
 struct Cli {
-    /// `ci`: 20,000 records, a few minutes. `full`: 100,000 records and every fault.
+    /// `ci`: 30,000 records, a few minutes. `stateful`: the ci faults on a count per key. `full`:
+    /// 100,000 records and every fault, then the stateful pass.
     #[arg(long, value_enum, default_value = "ci")]
     profile: ProfileName,
     /// The txform binary. Default: `txform` next to this binary (built first unless --no-build).
@@ -97,18 +101,9 @@ fn main() -> ExitCode {
 /// Runs the profile; Ok(passed).
 fn main_inner(cli: Cli) -> Result<bool> {
     let workspace = workspace_dir()?;
-    let mut profile = Profile::new(cli.profile);
-    if let Some(records) = cli.records {
-        if records < 1_000 {
-            bail!("--records {records}: at least 1000, or the faults have nothing to hit");
-        }
-        profile.records = records;
-    }
-    if let Some(max_records) = cli.max_records {
-        if !(1..=100_000).contains(&max_records) {
-            bail!("--max-records {max_records}: must be 1..=100000");
-        }
-        profile.max_records = max_records;
+    let mut passes = cli.profile.passes();
+    for (_, profile) in &mut passes {
+        override_scale(&cli, profile)?;
     }
     if cli.kafka_port == 9092 {
         bail!("--kafka-port 9092 is the shared broker's port; the harness kills its broker");
@@ -124,28 +119,55 @@ fn main_inner(cli: Cli) -> Result<bool> {
     std::env::set_var("RUST_BACKTRACE", "0");
     install_signal_handlers();
 
-    let profile_name = format!("{:?}", cli.profile).to_lowercase();
-    let setup = Setup {
-        kafka_dir: cli
-            .kafka_dir
-            .unwrap_or_else(|| workspace.join(".kafka-chaos")),
-        kafka_port: cli.kafka_port,
-        run_dir: cli
-            .run_dir
-            .unwrap_or_else(|| run::default_run_dir(&workspace, &profile_name)),
-        workspace,
-    };
-    println!(
-        "txform-chaos: profile {profile_name}: {} records, {} partitions, {} instances, {} faults planned; \
-         txform {}",
-        profile.records,
-        profile.partitions,
-        profile.instances,
-        profile.plan.len(),
-        bin.display()
-    );
-    let report = run::run(&profile, &setup);
-    Ok(report::print(&profile_name, &report, cli.strict))
+    let kafka_dir = cli
+        .kafka_dir
+        .clone()
+        .unwrap_or_else(|| workspace.join(".kafka-chaos"));
+    let mut passed = true;
+    for (name, profile) in &passes {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            bail!("interrupted before the {name} pass");
+        }
+        let setup = Setup {
+            kafka_dir: kafka_dir.clone(),
+            kafka_port: cli.kafka_port,
+            run_dir: match &cli.run_dir {
+                Some(dir) if passes.len() > 1 => dir.join(name),
+                Some(dir) => dir.clone(),
+                None => run::default_run_dir(&workspace, name),
+            },
+            workspace: workspace.clone(),
+        };
+        println!(
+            "txform-chaos: profile {name}: {} records, {} partitions, {} instances, {} faults planned; \
+             txform {}",
+            profile.records,
+            profile.partitions,
+            profile.instances,
+            profile.plan.len(),
+            bin.display()
+        );
+        let report = run::run(profile, &setup);
+        passed &= report::print(name, &report, cli.strict);
+    }
+    Ok(passed)
+}
+
+/// Applies `--records` and `--max-records` to a pass.
+fn override_scale(cli: &Cli, profile: &mut Profile) -> Result<()> {
+    if let Some(records) = cli.records {
+        if records < 1_000 {
+            bail!("--records {records}: at least 1000, or the faults have nothing to hit");
+        }
+        profile.records = records;
+    }
+    if let Some(max_records) = cli.max_records {
+        if !(1..=100_000).contains(&max_records) {
+            bail!("--max-records {max_records}: must be 1..=100000");
+        }
+        profile.max_records = max_records;
+    }
+    Ok(())
 }
 
 /// The workspace root: two levels above this crate.
@@ -186,7 +208,7 @@ fn binaries(cli: &Cli, workspace: &Path) -> Result<(PathBuf, PathBuf)> {
             .map(Path::to_path_buf)
             .context("the txform binary has no directory")?,
     };
-    for plugin in ["libtxform_passthrough.so", "libtxform_fault.so"] {
+    for plugin in PLUGINS {
         if !plugin_dir.join(plugin).is_file() {
             bail!("plugin {plugin} not found in {}", plugin_dir.display());
         }
@@ -194,8 +216,15 @@ fn binaries(cli: &Cli, workspace: &Path) -> Result<(PathBuf, PathBuf)> {
     Ok((bin, plugin_dir))
 }
 
-/// `cargo build [--release] -p txform -p txform-passthrough -p txform-fault`, so a `cargo run` of
-/// this harness always tests the current code.
+/// The plugins a run loads (see pipeline.rs).
+const PLUGINS: [&str; 3] = [
+    "libtxform_passthrough.so",
+    "libtxform_count.so",
+    "libtxform_fault.so",
+];
+
+/// `cargo build [--release] -p txform -p txform-passthrough -p txform-count -p txform-fault`, so a
+/// `cargo run` of this harness always tests the current code.
 fn build(workspace: &Path, release: bool) -> Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
@@ -205,6 +234,8 @@ fn build(workspace: &Path, release: bool) -> Result<()> {
         "txform",
         "-p",
         "txform-passthrough",
+        "-p",
+        "txform-count",
         "-p",
         "txform-fault",
     ]);

@@ -16,8 +16,35 @@ pub enum ProfileName {
     /// A few minutes: part of the test command (`scripts/test.sh`).
     Ci,
     /// Kafka's transactions system test at its own scale: 100,000 records, 3 bounce rounds, 2 broker
-    /// kills, rebalances.
+    /// kills, rebalances; then the stateful pass.
     Full,
+    /// The ci faults on a running count per key (plugins/count): exact counts prove the state
+    /// committed with the outputs.
+    Stateful,
+}
+
+impl ProfileName {
+    /// The passes a profile runs, one after the other, each with its name in the summary line.
+    pub fn passes(self) -> Vec<(&'static str, Profile)> {
+        match self {
+            ProfileName::Ci => vec![("ci", Profile::new(ProfileName::Ci))],
+            ProfileName::Stateful => vec![("stateful", Profile::new(ProfileName::Stateful))],
+            ProfileName::Full => vec![
+                ("full", Profile::new(ProfileName::Full)),
+                ("full-stateful", Profile::new(ProfileName::Stateful)),
+            ],
+        }
+    }
+}
+
+/// What the pipeline does to the input, and so how the output is verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Copy every record (passthrough): the output is the input, record for record.
+    #[default]
+    Copy,
+    /// Count per key (plugins/count) over `keys` keys: the output of each key is 1, 2, ..., n.
+    Count { keys: u64 },
 }
 
 /// How an instance is stopped.
@@ -76,6 +103,7 @@ pub struct Step {
 /// Everything a run is parameterised by.
 #[derive(Debug, Clone)]
 pub struct Profile {
+    pub mode: Mode,
     pub records: u64,
     pub partitions: i32,
     /// Instances started at the beginning (ids `0..instances`); the plan may add more.
@@ -103,6 +131,7 @@ impl Profile {
     pub fn new(name: ProfileName) -> Profile {
         match name {
             ProfileName::Ci => Profile {
+                mode: Mode::Copy,
                 records: 30_000,
                 partitions: 6,
                 instances: 3,
@@ -161,6 +190,7 @@ impl Profile {
                 ]);
                 plan.sort_by(|a, b| a.at.total_cmp(&b.at));
                 Profile {
+                    mode: Mode::Copy,
                     records: 100_000,
                     partitions: 6,
                     instances: 3,
@@ -175,6 +205,13 @@ impl Profile {
                     away: Duration::from_secs(10),
                 }
             }
+            // The ci faults on fewer records: a count costs a changelog write per key and batch.
+            // 60 keys over 6 partitions (key k in partition k % 6): each key repeats ~330 times.
+            ProfileName::Stateful => Profile {
+                mode: Mode::Count { keys: 60 },
+                records: 20_000,
+                ..Profile::new(ProfileName::Ci)
+            },
         }
     }
 }
@@ -230,5 +267,19 @@ mod tests {
             .filter(|s| s.event == Event::BrokerKill)
             .count();
         assert_eq!(broker, 2);
+    }
+
+    #[test]
+    fn the_stateful_profile_has_the_ci_faults_and_full_runs_it_too() {
+        let ci = Profile::new(ProfileName::Ci);
+        let stateful = Profile::new(ProfileName::Stateful);
+        check(&stateful);
+        assert_eq!(stateful.mode, Mode::Count { keys: 60 });
+        assert_eq!(stateful.plan, ci.plan);
+        assert_eq!(ci.mode, Mode::Copy);
+        let names = |p: ProfileName| -> Vec<&str> { p.passes().iter().map(|(n, _)| *n).collect() };
+        assert_eq!(names(ProfileName::Ci), ["ci"]);
+        assert_eq!(names(ProfileName::Stateful), ["stateful"]);
+        assert_eq!(names(ProfileName::Full), ["full", "full-stateful"]);
     }
 }

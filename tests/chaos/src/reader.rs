@@ -31,7 +31,7 @@ const QUIET: Duration = Duration::from_secs(2);
 const FINISH_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// An output record, reduced to what verification needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Out {
     pub partition: i32,
     pub offset: i64,
@@ -39,6 +39,9 @@ pub struct Out {
     pub id: Option<u64>,
     /// Whether key, value and headers are exactly those seeded for `id` (see [`seeded_content`]).
     pub intact: bool,
+    /// Key and value as text (lossy; empty when absent): what a count is checked by.
+    pub key: String,
+    pub value: String,
 }
 
 impl Out {
@@ -53,6 +56,8 @@ impl Out {
             offset: record.offset,
             id,
             intact: id.is_some_and(|id| content_of(&record) == seeded_content(id)),
+            key: record.key_str(),
+            value: record.value_str(),
         }
     }
 }

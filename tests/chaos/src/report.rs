@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::profile::Mode;
 use crate::recovery::worst;
 use crate::run::Report;
 use crate::verify::Verdict;
@@ -112,7 +113,7 @@ pub fn print(name: &str, report: &Report, strict: bool) -> bool {
         "txform-chaos summary: profile={name} records_in={} records_out={} duplicates={} missing={} \
          order_violations={} unexpected={} altered={} concurrent_reader={} instance_kills={} (SIGKILL {}, {} inside a transaction, SIGTERM {}) \
          broker_restarts={} aborted_transactions={} panics={} transactions={} unexpected_instance_exits={unexpected_exits} \
-         anomalies={} worst_recovery={worst} copy_time={} duration={:.0}s result={}",
+         anomalies={} worst_recovery={worst} copy_time={} duration={:.0}s{} result={}",
         report.records_in,
         count(|v| v.records_out),
         count(|v| v.duplicates),
@@ -138,9 +139,32 @@ pub fn print(name: &str, report: &Report, strict: bool) -> bool {
             .copy_time
             .map_or("n/a".to_string(), |d| format!("{:.0}s", d.as_secs_f64())),
         report.duration.as_secs_f64(),
+        stateful(report),
         if passed { "PASS" } else { "FAIL" }
     );
     passed
+}
+
+/// ` stateful: keys=K counts_exact=yes|no|n/a` for a count (yes: both readers saw exactly 1..n per
+/// key), else nothing.
+fn stateful(report: &Report) -> String {
+    let Mode::Count { keys } = report.mode else {
+        return String::new();
+    };
+    let readers = [&report.fresh, &report.concurrent];
+    let exact = if readers.iter().any(|v| v.is_none()) {
+        "n/a"
+    } else if readers.iter().all(|v| v.as_ref().is_some_and(Verdict::ok)) {
+        "yes"
+    } else {
+        "no"
+    };
+    let keys = report
+        .fresh
+        .as_ref()
+        .and_then(|v| v.keys)
+        .unwrap_or(keys as usize);
+    format!(" stateful: keys={keys} counts_exact={exact}")
 }
 
 #[cfg(test)]
@@ -175,6 +199,28 @@ mod tests {
             ]
         );
         assert_eq!(unfired(&report(5, 0, 1)), ["no plugin panic was caught"]);
+    }
+
+    #[test]
+    fn a_count_reports_its_keys_and_whether_both_readers_saw_exact_counts() {
+        let exact = Verdict {
+            keys: Some(60),
+            ..Verdict::default()
+        };
+        let mut report = Report {
+            mode: Mode::Count { keys: 60 },
+            fresh: Some(exact.clone()),
+            ..Report::default()
+        };
+        assert_eq!(stateful(&report), " stateful: keys=60 counts_exact=n/a");
+        report.concurrent = Some(Verdict {
+            duplicates: 1,
+            ..exact.clone()
+        });
+        assert_eq!(stateful(&report), " stateful: keys=60 counts_exact=no");
+        report.concurrent = Some(exact);
+        assert_eq!(stateful(&report), " stateful: keys=60 counts_exact=yes");
+        assert_eq!(stateful(&Report::default()), "");
     }
 
     #[test]

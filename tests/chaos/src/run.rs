@@ -12,11 +12,13 @@ use txform_tests::{committed_offsets, create_topic, unique_name};
 
 use crate::broker::Broker;
 use crate::catch;
+use crate::counts::verify_counts;
 use crate::fleet::{Anomaly, Fleet};
 use crate::pipeline::pipeline;
 use crate::plan::Driver;
-use crate::profile::{Event, Profile, Signal};
+use crate::profile::{Event, Mode, Profile, Signal};
 use crate::progress::Watcher;
+use crate::reader::Out;
 use crate::reader::{self, Concurrent};
 use crate::recovery::Fault;
 use crate::seed;
@@ -35,6 +37,7 @@ pub struct Setup {
 /// What a run found; filled in as far as the run got.
 #[derive(Debug, Default)]
 pub struct Report {
+    pub mode: Mode,
     pub records_in: usize,
     pub fresh: Option<Verdict>,
     pub concurrent: Option<Verdict>,
@@ -89,6 +92,7 @@ impl Expected {
 pub fn run(profile: &Profile, setup: &Setup) -> Report {
     let started = Instant::now();
     let mut report = Report {
+        mode: profile.mode,
         expected: Expected::of(profile),
         ..Report::default()
     };
@@ -139,7 +143,12 @@ fn execute(profile: &Profile, setup: &Setup, started: Instant, report: &mut Repo
     let output = catch("create the output topic", || {
         create_topic(&unique_name("chaos-out"), profile.partitions, &[])
     })?;
-    let seeded = seed::seed(&input.name, profile.partitions, profile.records)?;
+    let seeded = seed::seed(
+        &input.name,
+        profile.partitions,
+        profile.records,
+        profile.mode,
+    )?;
     report.records_in = seeded.len();
     let seed::Input { ids, ends } = seeded;
     say(
@@ -151,7 +160,8 @@ fn execute(profile: &Profile, setup: &Setup, started: Instant, report: &mut Repo
     );
 
     let pause_file = setup.run_dir.join("pause-calls");
-    let pipeline = pipeline(profile, &input, &output, &pause_file)?;
+    let state_dir = setup.run_dir.join("state");
+    let pipeline = pipeline(profile, &input, &output, &pause_file, &state_dir)?;
     let config = setup.run_dir.join("pipeline.toml");
     std::fs::write(&config, pipeline.to_toml())
         .with_context(|| format!("write {}", config.display()))?;
@@ -232,14 +242,14 @@ fn execute(profile: &Profile, setup: &Setup, started: Instant, report: &mut Repo
     let concurrent = reader
         .finish()
         .context("concurrent read_committed reader")?;
-    report.concurrent = Some(verify(&ids, &concurrent));
+    report.concurrent = Some(judge(profile.mode, &ids, &concurrent));
     say(
         started,
         "reading the output with a fresh read_committed reader",
     );
     let fresh = reader::read_fresh(&output.name, profile.partitions)
         .context("fresh read_committed reader")?;
-    report.fresh = Some(verify(&ids, &fresh));
+    report.fresh = Some(judge(profile.mode, &ids, &fresh));
     if Instant::now() > deadline {
         bail!(
             "the run took longer than its deadline of {:?}",
@@ -247,6 +257,14 @@ fn execute(profile: &Profile, setup: &Setup, started: Instant, report: &mut Repo
         );
     }
     Ok(())
+}
+
+/// The verdict on what a reader saw: a copy record for record, or exact counts per key.
+fn judge(mode: Mode, ids: &[Vec<u64>], output: &[Out]) -> Verdict {
+    match mode {
+        Mode::Copy => verify(ids, output),
+        Mode::Count { keys } => verify_counts(ids, keys, output),
+    }
 }
 
 /// The default run directory: `<workspace>/target/chaos/<profile>-<unix time>`.

@@ -1,5 +1,7 @@
 //! Seeding the input: the standard test records (key `k000042`, value `{"id":42,...}`, header
-//! `test-id: 42`), id `i` on partition `i % partitions`, with an idempotent producer.
+//! `test-id: 42`), id `i` on partition `i % partitions`, with an idempotent producer. For a count
+//! ([`Mode::Count`]) the key is one of a few that repeat: id `i` has key `c<i % keys>`, and key `c<k>`
+//! lives on partition `k % partitions` only, so its count in its partition is its global count.
 //!
 //! The harness has its own producer rather than the integration tests' one for a single setting:
 //! small producer batches. A consumer fetch returns whole producer batches, and librdkafka queues them
@@ -18,6 +20,8 @@ use rdkafka::{ClientContext, Message};
 use txform_tests::broker::client_config;
 use txform_tests::records::owned_headers;
 use txform_tests::InputSpec;
+
+use crate::profile::Mode;
 
 /// Bytes per producer batch: about 150 records.
 const BATCH_BYTES: &str = "16384";
@@ -66,8 +70,24 @@ impl ProducerContext for Reports {
     }
 }
 
-/// Produces `records` standard records to `topic` and waits until every one is acknowledged.
-pub fn seed(topic: &str, partitions: i32, records: u64) -> Result<Input> {
+/// The counted key of input `id` among `keys` keys.
+pub fn key_of(id: u64, keys: u64) -> String {
+    format!("c{}", id % keys)
+}
+
+/// The input record `id`: the standard one, with a repeating key when counting.
+fn input_spec(id: u64, partitions: i32, mode: Mode) -> InputSpec {
+    let partitions = partitions as u64;
+    match mode {
+        Mode::Copy => InputSpec::standard(id, (id % partitions) as i32),
+        Mode::Count { keys } => InputSpec::standard(id, (id % keys % partitions) as i32)
+            .with_key(Some(key_of(id, keys).as_bytes())),
+    }
+}
+
+/// Produces `records` records (see [`input_spec`]) to `topic` and waits until every one is
+/// acknowledged.
+pub fn seed(topic: &str, partitions: i32, records: u64, mode: Mode) -> Result<Input> {
     let count = usize::try_from(records).context("record count")?;
     let producer: BaseProducer<Reports> = client_config()
         .set("enable.idempotence", "true")
@@ -79,7 +99,7 @@ pub fn seed(topic: &str, partitions: i32, records: u64) -> Result<Input> {
         })
         .context("create the seeding producer")?;
     for id in 0..records {
-        let spec = InputSpec::standard(id, (id % partitions as u64) as i32);
+        let spec = input_spec(id, partitions, mode);
         let headers = owned_headers(&spec.headers);
         let mut record: BaseRecord<'_, [u8], [u8], usize> =
             BaseRecord::with_opaque_to(topic, id as usize)
@@ -149,4 +169,27 @@ pub fn seed(topic: &str, partitions: i32, records: u64) -> Result<Input> {
             .push(records.into_iter().map(|(_, id)| id).collect());
     }
     Ok(input)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_counted_key_lives_in_one_partition() {
+        let mode = Mode::Count { keys: 8 };
+        let mut partition_of = std::collections::BTreeMap::new();
+        for id in 0..100 {
+            let spec = input_spec(id, 3, mode);
+            let key = key_of(id, 8);
+            assert_eq!(spec.key.as_deref(), Some(key.as_bytes()));
+            assert_eq!(
+                *partition_of.entry(key).or_insert(spec.partition),
+                spec.partition
+            );
+        }
+        assert_eq!(partition_of.len(), 8);
+        assert_eq!(partition_of["c4"], 1);
+        assert_eq!(input_spec(7, 3, Mode::Copy), InputSpec::standard(7, 1));
+    }
 }

@@ -28,6 +28,8 @@ pub struct Verdict {
     /// Among first occurrences: records whose key, value or headers are not those seeded for
     /// their id.
     pub altered: usize,
+    /// For a count: how many keys were counted (see [`crate::counts`]).
+    pub keys: Option<usize>,
     pub examples: Vec<String>,
 }
 
@@ -53,7 +55,7 @@ impl Verdict {
         )
     }
 
-    fn example(&mut self, text: impl FnOnce() -> String) {
+    pub fn example(&mut self, text: impl FnOnce() -> String) {
         if self.examples.len() < EXAMPLES {
             self.examples.push(text());
         }
@@ -151,6 +153,8 @@ mod tests {
             offset,
             id: Some(id),
             intact: true,
+            key: String::new(),
+            value: String::new(),
         }
     }
 
@@ -187,6 +191,8 @@ mod tests {
                 offset: 1,
                 id: None,
                 intact: false,
+                key: String::new(),
+                value: String::new(),
             }, // unexpected
         ];
         let v = verify(&input, &output);
