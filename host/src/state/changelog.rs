@@ -8,9 +8,10 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::Consumer as _;
+use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::{topic_name_problem, Pipeline};
-use crate::kafka::admin::{block_on, create_replicated_topic};
+use crate::kafka::admin::{block_on, create_replicated_topic, AdminError};
 use crate::kafka::{admin_config, Observer};
 use crate::plugin::Chain;
 
@@ -94,41 +95,71 @@ pub fn ensure_changelogs(
                 spec.location, spec.transform, spec.topic, spec.store
             )
         };
-        match partition_count(client, &spec.topic)? {
+        let count = match partition_count(client, &spec.topic)? {
+            Some(count) => count,
             None => {
                 let replication = pipeline.state.replication_factor.unwrap_or(-1);
-                create_replicated_topic(
+                match create_replicated_topic(
                     &config,
                     &spec.topic,
                     partitions,
                     replication,
                     &[("cleanup.policy", "compact")],
-                )
-                .map_err(|e| refuse(format!("cannot be created: {e}")))?;
-                log::info!(
-                    "created changelog topic {} ({partitions} partitions, cleanup.policy=compact)",
-                    spec.topic
-                );
-            }
-            Some(count) if count < partitions => {
-                return Err(refuse(format!(
-                    "has {count} partitions, fewer than the {partitions} of source topic \
-                     {source:?}; delete it (txform re-creates it) or add partitions"
-                )))
-            }
-            Some(_) => {
-                let policy = cleanup_policy(&config, &spec.topic).map_err(&refuse)?;
-                if !policy.split(',').any(|p| p.trim() == "compact") {
-                    return Err(refuse(format!(
-                        "has cleanup.policy={policy}; a changelog must be compacted \
-                         (cleanup.policy=compact)"
-                    )));
+                ) {
+                    Ok(()) => {
+                        log::info!(
+                            "created changelog topic {} ({partitions} partitions, cleanup.policy=compact)",
+                            spec.topic
+                        );
+                        continue;
+                    }
+                    // Instances starting together race to create it: the loser checks the
+                    // winner's topic like any existing one.
+                    Err(AdminError::Refused {
+                        code: RDKafkaErrorCode::TopicAlreadyExists,
+                        ..
+                    }) => created_by_another(client, &spec.topic)?.ok_or_else(|| {
+                        refuse(
+                            "was created by another instance, but its metadata never showed it"
+                                .into(),
+                        )
+                    })?,
+                    Err(e) => return Err(refuse(format!("cannot be created: {e}"))),
                 }
             }
+        };
+        if count < partitions {
+            return Err(refuse(format!(
+                "has {count} partitions, fewer than the {partitions} of source topic \
+                 {source:?}; delete it (txform re-creates it) or add partitions"
+            )));
+        }
+        let policy = cleanup_policy(&config, &spec.topic).map_err(&refuse)?;
+        if !policy.split(',').any(|p| p.trim() == "compact") {
+            return Err(refuse(format!(
+                "has cleanup.policy={policy}; a changelog must be compacted \
+                 (cleanup.policy=compact)"
+            )));
         }
     }
     Ok(partitions)
 }
+
+/// The partition count of a topic another instance has just created: its metadata may take a moment
+/// to reach the broker this client asks.
+fn created_by_another(client: &Observer, topic: &str) -> Result<Option<i32>, String> {
+    for _ in 0..CREATED_METADATA_TRIES {
+        if let Some(count) = partition_count(client, topic)? {
+            return Ok(Some(count));
+        }
+        std::thread::sleep(CREATED_METADATA_PAUSE);
+    }
+    Ok(None)
+}
+
+/// How often, and how far apart, the metadata of a topic another instance created is asked for.
+const CREATED_METADATA_TRIES: u32 = 25;
+const CREATED_METADATA_PAUSE: Duration = Duration::from_millis(200);
 
 /// The partition count of `topic`, `None` when the cluster does not have it.
 fn partition_count(client: &Observer, topic: &str) -> Result<Option<i32>, String> {

@@ -10,7 +10,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::kafka::Observer;
+use crate::kafka::{classify, ErrorClass, Observer};
 
 use super::changelog::StoreSpec;
 use super::local::{Change, LocalError, LocalStore};
@@ -160,7 +160,15 @@ fn read_to_end(
                 }
                 restored.to >= high
             }
-            Some(Err(error)) => return Err(kafka(error)),
+            Some(Err(error)) => match classify(&error) {
+                // librdkafka reconnects by itself (its error callback logs it, rate-limited): a
+                // broker outage delays the restore, it does not fail it.
+                ErrorClass::Retriable | ErrorClass::Abortable => {
+                    log::debug!("restoring {topic}/{partition}: {error}");
+                    false
+                }
+                ErrorClass::Fenced | ErrorClass::Fatal => return Err(kafka(error)),
+            },
         };
         // The position also moves past transaction markers and aborted records, which are never
         // delivered.
