@@ -8,27 +8,34 @@
 //! copy so the runner can ask the group what it means.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer as _;
+use txform_plugin_api::Record;
 
 use crate::config::{FailureAction, Pipeline};
 use crate::kafka::{refine, ErrorClass, KnownTopics};
+use crate::metrics::Metrics;
 use crate::plugin::Chain;
 
 use super::attempt::{Attempt, Work};
-use super::batch::{Batch, CollectError};
+use super::batch::{Batch, CollectError, Limits};
 use super::failure::Failure;
 use super::isolate::isolate;
 use super::retry::{backoff, sleep_unless_stopped};
 use super::runner::{Clients, End, RunError};
 use super::stats::{AbortCause, Stats};
 use super::streak::Streak;
+use super::stream::{Stream, Streamed};
 
 /// What the loop does after one batch.
 enum Next {
     Committed,
+    /// Nothing was polled.
+    Idle,
     /// Try the batch again (it was rewound) after this delay.
     Retry(Duration),
     End(End),
@@ -42,7 +49,10 @@ pub struct Copier<'a> {
     stats: &'a mut Stats,
     stop: &'a AtomicBool,
     streak: Streak,
-    topics: RefCell<KnownTopics>,
+    topics: Rc<RefCell<KnownTopics>>,
+    /// Batches are collected whole and copied in one attempt (after a failure, until its span is
+    /// committed) instead of streamed.
+    whole: bool,
 }
 
 impl<'a> Copier<'a> {
@@ -60,7 +70,8 @@ impl<'a> Copier<'a> {
             stats,
             stop,
             streak: Streak::default(),
-            topics: RefCell::new(
+            whole: false,
+            topics: Rc::new(RefCell::new(
                 KnownTopics::new().knowing(
                     std::iter::once(pipeline.sink.topic.clone()).chain(
                         pipeline
@@ -70,60 +81,119 @@ impl<'a> Copier<'a> {
                             .map(str::to_string),
                     ),
                 ),
-            ),
+            )),
         }
     }
 
-    /// Copies batches until `stop` is set or something ends it. No transaction is open between
-    /// batches, so returning (and dropping the clients) leaves nothing behind.
+    /// Copies batches until `stop` is set or something ends it. Batches are streamed; after a
+    /// failure the batch's retries run whole (collected first, then one attempt) until that span
+    /// is committed. No transaction is open between batches, so returning (and dropping the
+    /// clients) leaves nothing behind.
     pub fn run(mut self) -> End {
-        let clients = self.clients;
-        let consumer = &clients.consumer;
-        let metrics = std::sync::Arc::clone(self.stats.metrics());
+        let metrics = Arc::clone(self.stats.metrics());
         metrics.health.copying(true);
         let mut rebalances = None;
         while !self.stop.load(Ordering::SeqCst) {
             metrics.health.beat();
             self.stats.maybe_report();
             self.watch_assignment(&mut rebalances);
-            let batch = match Batch::collect(
-                consumer,
-                self.pipeline.batch.max_records,
-                self.pipeline.batch.max_wait,
-                self.stop,
-            ) {
-                Ok(batch) => batch,
-                Err(CollectError::Rewind(message)) => return End::Fenced(message),
-                Err(CollectError::Consumer(class, error)) => {
-                    return match refine(class, consumer.client()) {
-                        (ErrorClass::Fenced, detail) => End::Fenced(format!(
-                            "consumer: {error}{}",
-                            detail.map(|d| format!(": {d}")).unwrap_or_default()
-                        )),
-                        (_, detail) => End::Failed(RunError::Fatal(format!(
-                            "consumer: {error}{}",
-                            detail.map(|d| format!(": {d}")).unwrap_or_default()
-                        ))),
-                    }
-                }
+            let next = if self.whole {
+                self.collect_and_copy()
+            } else {
+                self.stream()
             };
-            if batch.is_empty() {
-                continue;
-            }
-            self.stats.batch(batch.all().len());
-            let delay = match self.copy(&batch) {
-                Next::Committed => {
-                    self.streak.committed(batch.spans(batch.all()));
-                    continue;
+            match next {
+                Next::Committed | Next::Idle => {}
+                Next::Retry(delay) => {
+                    let _waiting = metrics.health.waiting();
+                    sleep_unless_stopped(delay, self.stop);
                 }
-                Next::Retry(delay) => delay,
                 Next::End(end) => return end,
-            };
-            drop(batch);
-            let _waiting = metrics.health.waiting();
-            sleep_unless_stopped(delay, self.stop);
+            }
         }
         End::Stopped
+    }
+
+    /// Streams one batch (see `stream`) and applies the error policy to its failure.
+    fn stream(&mut self) -> Next {
+        let clients = self.clients;
+        let metrics = Arc::clone(self.stats.metrics());
+        let streamed = Stream {
+            pipeline: self.pipeline,
+            consumer: &clients.consumer,
+            producer: &clients.producer,
+            topics: &self.topics,
+            metrics: &metrics,
+            stop: self.stop,
+        }
+        .run(self.chain);
+        match streamed {
+            Streamed::Idle => Next::Idle,
+            Streamed::Committed { batch, done } => {
+                self.stats.batch(done.records_in);
+                self.stats.committed(done);
+                self.streak.committed(batch.spans(batch.all()));
+                Next::Committed
+            }
+            Streamed::Failed { batch, failure } => {
+                self.stats.batch(batch.len());
+                self.stats.aborted(AbortCause::of(&failure));
+                self.whole = true;
+                self.after_failure(&batch, failure)
+            }
+            Streamed::Revoked(failure) => {
+                self.stats.aborted(AbortCause::of(&failure));
+                match failure {
+                    Failure::Fenced(message) => Next::End(End::Fenced(message)),
+                    Failure::Fatal(message) => Next::End(End::Failed(RunError::Fatal(message))),
+                    // Dropped and rewound already; its records are tried again like after any
+                    // rebalance (a refused one fails again, outside a revocation).
+                    other => self.kafka_retry(None, &other.to_string()),
+                }
+            }
+            Streamed::Collect(error) => Next::End(self.collect_failed(error)),
+        }
+    }
+
+    /// Collects a whole batch and copies it in one attempt: how a failed batch is retried.
+    fn collect_and_copy(&mut self) -> Next {
+        let limits = Limits {
+            max_records: self.pipeline.batch.max_records,
+            max_bytes: self.pipeline.batch.max_bytes,
+            max_wait: self.pipeline.batch.max_wait,
+        };
+        let batch = match Batch::collect(&self.clients.consumer, &limits, self.stop) {
+            Ok(batch) => batch,
+            Err(error) => return Next::End(self.collect_failed(error)),
+        };
+        if batch.is_empty() {
+            return Next::Idle;
+        }
+        self.stats.batch(batch.all().len());
+        let next = self.copy(&batch);
+        if let Next::Committed = next {
+            self.streak.committed(batch.spans(batch.all()));
+            self.whole = false;
+        }
+        next
+    }
+
+    /// What a consumer failure while collecting means.
+    fn collect_failed(&self, error: CollectError) -> End {
+        let consumer = &self.clients.consumer;
+        match error {
+            CollectError::Rewind(message) => End::Fenced(message),
+            CollectError::Consumer(class, error) => match refine(class, consumer.client()) {
+                (ErrorClass::Fenced, detail) => End::Fenced(format!(
+                    "consumer: {error}{}",
+                    detail.map(|d| format!(": {d}")).unwrap_or_default()
+                )),
+                (_, detail) => End::Failed(RunError::Fatal(format!(
+                    "consumer: {error}{}",
+                    detail.map(|d| format!(": {d}")).unwrap_or_default()
+                ))),
+            },
+        }
     }
 
     /// Updates the assigned-partition gauge and readiness after each rebalance (and at the start).
@@ -142,84 +212,29 @@ impl<'a> Copier<'a> {
         }
     }
 
-    /// One batch, with the error policy applied to its failure.
+    /// One batch in one attempt, with the error policy applied to its failure.
     fn copy(&mut self, batch: &Batch<'_>) -> Next {
         let started = Instant::now();
         let (in_before, out_before) = (self.stats.records_in(), self.stats.records_out());
-        let pipeline = self.pipeline;
-        let policy = &pipeline.errors;
-        let clients = self.clients;
-        let metrics = std::sync::Arc::clone(self.stats.metrics());
-        let next = batch.with_records(|records| {
-            let attempt = Attempt {
-                pipeline,
-                consumer: &clients.consumer,
-                producer: &clients.producer,
-                batch,
-                records,
-                topics: &self.topics,
-                metrics: &metrics,
-            };
-            let failure = match attempt.run(self.chain, batch.all(), &Work::Transform) {
-                Ok(done) => {
-                    self.stats.committed(done);
-                    return Next::Committed;
-                }
-                Err(failure) => failure,
-            };
-            self.stats.aborted(AbortCause::of(&failure));
-            let (cause, source) = match failure {
-                Failure::Records { cause, source } => (cause, source),
-                Failure::Kafka(message) => return self.kafka_retry(batch, true, &message),
-                Failure::Fenced(message) => return Next::End(End::Fenced(message)),
-                Failure::Fatal(message) => return Next::End(End::Failed(RunError::Fatal(message))),
-            };
-            let (failures, since) = self.streak.record_failure(batch.spans(batch.all()));
-            let out_of_time = policy.max_retry_time.is_some_and(|t| since.elapsed() >= t);
-            if failures <= policy.max_retries && !out_of_time {
-                if let Err(message) = batch.rewind_from(0) {
-                    return Next::End(End::Fenced(message));
-                }
-                self.stats.retried();
-                let delay = backoff(failures, policy.initial_backoff, policy.max_backoff);
-                log::warn!(
-                    "aborted batch at {} (attempt {failures} of {}): {cause}; retrying in {delay:.0?}",
-                    batch.describe(batch.all()),
-                    policy.max_retries + 1
-                );
-                return Next::Retry(delay);
-            }
-            match policy.on_failure {
-                FailureAction::Stop => Next::End(End::Failed(RunError::Exhausted {
-                    attempts: failures,
-                    offsets: batch.describe(batch.all()),
-                    failure: match source {
-                        Some(index) => format!("{cause} (record {})", batch.source_of(index)),
-                        None => cause.to_string(),
-                    },
-                })),
-                FailureAction::DeadLetter { .. } | FailureAction::Skip => {
-                    log::warn!("batch failed {failures} time(s), last: {cause}");
-                    match isolate(
-                        &attempt,
-                        self.chain,
-                        source,
-                        failures,
-                        self.stats,
-                        self.stop,
-                    ) {
-                        Ok(()) => Next::Committed,
-                        // Isolation already rewound what it had not committed.
-                        Err(_) if self.stop.load(Ordering::SeqCst) => Next::End(End::Stopped),
-                        Err(Failure::Kafka(message)) => self.kafka_retry(batch, false, &message),
-                        Err(Failure::Fenced(message)) => Next::End(End::Fenced(message)),
-                        Err(failure) => {
-                            Next::End(End::Failed(RunError::Fatal(failure.to_string())))
-                        }
-                    }
-                }
-            }
+        let metrics = Arc::clone(self.stats.metrics());
+        let topics = Rc::clone(&self.topics);
+        let result = batch.with_records(|records| {
+            self.attempt(batch, records, &topics, &metrics).run(
+                self.chain,
+                batch.all(),
+                &Work::Transform,
+            )
         });
+        let next = match result {
+            Ok(done) => {
+                self.stats.committed(done);
+                Next::Committed
+            }
+            Err(failure) => {
+                self.stats.aborted(AbortCause::of(&failure));
+                self.after_failure(batch, failure)
+            }
+        };
         if let Next::Committed = next {
             log::debug!(
                 "committed {} in, {} out in {:.1?}: {}",
@@ -232,10 +247,91 @@ impl<'a> Copier<'a> {
         next
     }
 
-    /// After a Kafka failure: rewind (unless already done) and back off; Kafka failures are retried
-    /// without bound and never count against the records.
-    fn kafka_retry(&mut self, batch: &Batch<'_>, rewind: bool, message: &str) -> Next {
-        if rewind {
+    fn attempt<'b, 'c>(
+        &self,
+        batch: &'b Batch<'c>,
+        records: &'b [Record<'b>],
+        topics: &'b RefCell<KnownTopics>,
+        metrics: &'b Metrics,
+    ) -> Attempt<'b, 'c>
+    where
+        'a: 'b,
+        'a: 'c,
+    {
+        Attempt {
+            pipeline: self.pipeline,
+            consumer: &self.clients.consumer,
+            producer: &self.clients.producer,
+            batch,
+            records,
+            topics,
+            metrics,
+        }
+    }
+
+    /// The error policy, after the whole of `batch` failed (aborted, not yet rewound).
+    fn after_failure(&mut self, batch: &Batch<'_>, failure: Failure) -> Next {
+        let policy = &self.pipeline.errors;
+        let (cause, source) = match failure {
+            Failure::Records { cause, source } => (cause, source),
+            Failure::Kafka(message) => return self.kafka_retry(Some(batch), &message),
+            Failure::Fenced(message) => return Next::End(End::Fenced(message)),
+            Failure::Fatal(message) => return Next::End(End::Failed(RunError::Fatal(message))),
+        };
+        let (failures, since) = self.streak.record_failure(batch.spans(batch.all()));
+        let out_of_time = policy.max_retry_time.is_some_and(|t| since.elapsed() >= t);
+        if failures <= policy.max_retries && !out_of_time {
+            if let Err(message) = batch.rewind_from(0) {
+                return Next::End(End::Fenced(message));
+            }
+            self.stats.retried();
+            let delay = backoff(failures, policy.initial_backoff, policy.max_backoff);
+            log::warn!(
+                "aborted batch at {} (attempt {failures} of {}): {cause}; retrying in {delay:.0?}",
+                batch.describe(batch.all()),
+                policy.max_retries + 1
+            );
+            return Next::Retry(delay);
+        }
+        match policy.on_failure {
+            FailureAction::Stop => Next::End(End::Failed(RunError::Exhausted {
+                attempts: failures,
+                offsets: batch.describe(batch.all()),
+                failure: match source {
+                    Some(index) => format!("{cause} (record {})", batch.source_of(index)),
+                    None => cause.to_string(),
+                },
+            })),
+            FailureAction::DeadLetter { .. } | FailureAction::Skip => {
+                log::warn!("batch failed {failures} time(s), last: {cause}");
+                let metrics = Arc::clone(self.stats.metrics());
+                let topics = Rc::clone(&self.topics);
+                let isolated = batch.with_records(|records| {
+                    let attempt = self.attempt(batch, records, &topics, &metrics);
+                    isolate(
+                        &attempt, self.chain, source, failures, self.stats, self.stop,
+                    )
+                });
+                match isolated {
+                    Ok(()) => {
+                        self.streak.committed(batch.spans(batch.all()));
+                        self.whole = false;
+                        Next::Committed
+                    }
+                    // Isolation already rewound what it had not committed.
+                    Err(_) if self.stop.load(Ordering::SeqCst) => Next::End(End::Stopped),
+                    Err(Failure::Kafka(message)) => self.kafka_retry(None, &message),
+                    Err(Failure::Fenced(message)) => Next::End(End::Fenced(message)),
+                    Err(failure) => Next::End(End::Failed(RunError::Fatal(failure.to_string()))),
+                }
+            }
+        }
+    }
+
+    /// After a Kafka failure: rewind `batch` (unless already done: `None`) and back off; Kafka
+    /// failures are retried without bound and never count against the records.
+    fn kafka_retry(&mut self, batch: Option<&Batch<'_>>, message: &str) -> Next {
+        if let Some(batch) = batch {
             if let Err(problem) = batch.rewind_from(0) {
                 return Next::End(End::Fenced(problem));
             }

@@ -5,12 +5,15 @@ mod attempt;
 mod batch;
 mod copier;
 mod failure;
+mod finish;
 mod isolate;
+mod open;
 mod retry;
 mod runner;
 mod sink;
 mod stats;
 mod streak;
+mod stream;
 
 pub use runner::{run, RunError};
 pub use stats::{AbortCause, Outcome};
