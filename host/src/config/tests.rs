@@ -151,19 +151,19 @@ plugin = "/opt/txform/libtxform_passthrough.so"
                 plugin: PathBuf::from("/base/plugins/libjson.so"),
                 config_json: r#"{"fields":["id","ts"],"nested":{"depth":2,"ratio":0.25},"when":"1979-05-27T07:32:00Z"}"#
                     .to_string(),
-                line: 44,
+                line: 45,
             },
             TransformSpec {
                 name: "txform_passthrough".to_string(),
                 plugin: PathBuf::from("/opt/txform/libtxform_passthrough.so"),
                 config_json: "{}".to_string(),
-                line: 52,
+                line: 53,
             },
         ],
         topic_lines: TopicLines {
             source: vec![13, 13],
             sink: 17,
-            dead_letter: Some(35),
+            dead_letter: Some(36),
         },
         secrets: Secrets::default(),
     };
@@ -291,7 +291,7 @@ fn out_of_range_values_name_the_key_and_the_range() {
             "pipeline.toml:13: `batch.max_records` must be between 1 and 100000, got 0",
             "pipeline.toml:14: `batch.max_wait_ms` must be between 1 and 60000, got 60001",
             "pipeline.toml:15: `batch.max_bytes` must be between 1024 and 1073741824, got 1023",
-            "pipeline.toml:16: `log.stats_interval_secs` must be between 1 and 3600, got -1",
+            "pipeline.toml:17: `log.stats_interval_secs` must be between 1 and 3600, got -1",
         ]
     );
 }
