@@ -116,6 +116,7 @@ impl<'a> Copier<'a> {
 
     /// Streams one batch (see `stream`) and applies the error policy to its failure.
     fn stream(&mut self) -> Next {
+        let started = Instant::now();
         let clients = self.clients;
         let metrics = Arc::clone(self.stats.metrics());
         let streamed = Stream {
@@ -130,6 +131,7 @@ impl<'a> Copier<'a> {
         match streamed {
             Streamed::Idle => Next::Idle,
             Streamed::Committed { batch, done } => {
+                committed_line(done.records_in as u64, done.produced as u64, started, &batch);
                 self.stats.batch(done.records_in);
                 self.stats.committed(done);
                 self.streak.committed(batch.spans(batch.all()));
@@ -236,12 +238,11 @@ impl<'a> Copier<'a> {
             }
         };
         if let Next::Committed = next {
-            log::debug!(
-                "committed {} in, {} out in {:.1?}: {}",
+            committed_line(
                 self.stats.records_in() - in_before,
                 self.stats.records_out() - out_before,
-                started.elapsed(),
-                batch.describe(batch.all())
+                started,
+                batch,
             );
         }
         next
@@ -346,4 +347,13 @@ impl<'a> Copier<'a> {
         log::warn!("Kafka failure, batch aborted and rewound: {message}; retrying in {delay:.0?}");
         Next::Retry(delay)
     }
+}
+
+/// The debug line of each committed batch (tests sum them up: `committed N in, M out`).
+fn committed_line(records_in: u64, records_out: u64, started: Instant, batch: &Batch<'_>) {
+    log::debug!(
+        "committed {records_in} in, {records_out} out in {:.1?}: {}",
+        started.elapsed(),
+        batch.describe(batch.all())
+    );
 }
