@@ -131,7 +131,12 @@ impl<'a> Copier<'a> {
         match streamed {
             Streamed::Idle => Next::Idle,
             Streamed::Committed { batch, done } => {
-                committed_line(done.records_in as u64, done.produced as u64, started, &batch);
+                committed_line(
+                    done.records_in as u64,
+                    done.produced as u64,
+                    started,
+                    &batch,
+                );
                 self.stats.batch(done.records_in);
                 self.stats.committed(done);
                 self.streak.committed(batch.spans(batch.all()));
