@@ -1,6 +1,9 @@
-//! Collecting a batch of fetched messages and rewinding the consumer to its start.
+//! Collecting a batch of fetched messages, whole or chunk by chunk (a streamed batch), and rewinding
+//! the consumer to its start.
 //!
-//! A batch holds the librdkafka messages themselves (zero copy); plugins get [`Record`] views of them.
+//! A batch holds the librdkafka messages themselves (zero copy); plugins get [`Record`] views of them
+//! (of the whole batch, or of one chunk). It closes at `batch.max_records`, at `batch.max_bytes` of
+//! keys and values, or `batch.max_wait_ms` after its first record.
 
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;

@@ -1,9 +1,11 @@
 //! Copying batches with one set of clients, and the error policy.
 //!
-//! Per batch: begin, run the transform chain, produce, send the consumed offsets with the consumer's
-//! group metadata, commit. Any failure aborts the transaction and rewinds the consumer to the batch's
-//! first offsets, so nothing of a failed batch is ever visible to read_committed readers and nothing is
-//! skipped. Failures caused by records are retried with backoff up to `errors.max_retries`, then
+//! Per batch (streamed, see `stream`): begin at its first chunk, run the transform chain on each
+//! chunk and produce its outputs, then send the consumed offsets with the consumer's group metadata
+//! and commit. Any failure aborts the transaction and rewinds the consumer to the batch's first
+//! offsets, so nothing of a failed batch is ever visible to read_committed readers and nothing is
+//! skipped; its retries run whole (one attempt over the collected batch) until its span commits.
+//! Failures caused by records are retried with backoff up to `errors.max_retries`, then
 //! `errors.on_failure` decides; failures of Kafka itself are retried without bound; a fence ends the
 //! copy so the runner can ask the group what it means.
 

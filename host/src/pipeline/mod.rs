@@ -1,5 +1,5 @@
-//! The consume-transform-produce loop: collect a batch, run the chain, produce, commit; abort and
-//! rewind on any failure.
+//! The consume-transform-produce loop: stream a batch into its transaction chunk by chunk (run the
+//! chain, produce), commit; abort and rewind on any failure.
 
 mod attempt;
 mod batch;
