@@ -109,3 +109,69 @@ impl ConsumerContext for RebalanceTracker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::Consumer as _;
+    use rdkafka::TopicPartitionList;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    impl RevokeHook for Counting {
+        fn revoking(&self, _consumer: &BaseConsumer<RebalanceTracker>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A consumer that never connects: only its context is used.
+    fn offline() -> BaseConsumer<RebalanceTracker> {
+        ClientConfig::new()
+            .set("group.id", "unit")
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .create_with_context(RebalanceTracker::default())
+            .expect("an offline consumer")
+    }
+
+    #[test]
+    fn the_hook_runs_once_before_a_revocation_or_an_error_never_on_an_assignment() {
+        let consumer = offline();
+        let tracker = consumer.context();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition("t", 0);
+        let hook = Arc::new(Counting::default());
+        tracker.set_revoke_hook(Some(Arc::clone(&hook) as Arc<dyn RevokeHook>));
+        tracker.pre_rebalance(&consumer, &Rebalance::Assign(&tpl));
+        assert_eq!(
+            hook.0.load(Ordering::SeqCst),
+            0,
+            "an assignment keeps it open"
+        );
+        tracker.pre_rebalance(&consumer, &Rebalance::Revoke(&tpl));
+        tracker.pre_rebalance(&consumer, &Rebalance::Revoke(&tpl));
+        assert_eq!(hook.0.load(Ordering::SeqCst), 1, "once per registration");
+        assert_eq!(
+            tracker.take_revoked(),
+            HashSet::from([("t".to_string(), 0)])
+        );
+
+        tracker.set_revoke_hook(Some(Arc::clone(&hook) as Arc<dyn RevokeHook>));
+        let error = KafkaError::Rebalance(rdkafka::types::RDKafkaErrorCode::Fail);
+        tracker.pre_rebalance(&consumer, &Rebalance::Error(error));
+        assert_eq!(
+            hook.0.load(Ordering::SeqCst),
+            2,
+            "an assignment error unassigns all"
+        );
+        tracker.set_revoke_hook(Some(Arc::clone(&hook) as Arc<dyn RevokeHook>));
+        tracker.set_revoke_hook(None);
+        tracker.pre_rebalance(&consumer, &Rebalance::Revoke(&tpl));
+        assert_eq!(hook.0.load(Ordering::SeqCst), 2, "removed");
+        assert_eq!(tracker.events(), 5);
+    }
+}
