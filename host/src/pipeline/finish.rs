@@ -20,6 +20,9 @@ use super::retry::{abort_until_done, until_done};
 /// How often outputs that are still not delivered are reported.
 const FLUSH_REPORT_EVERY: Duration = Duration::from_secs(30);
 
+/// How long an abort first waits for the outputs still in flight.
+const SETTLE_BEFORE_ABORT: Duration = Duration::from_secs(5);
+
 /// The clients and context needed to end a batch.
 pub struct Ending<'a> {
     pub producer: &'a Producer,
@@ -75,6 +78,10 @@ impl Ending<'_> {
             return failure;
         }
         let _waiting = self.metrics.health.waiting();
+        // A streamed batch fails right after producing: its outputs may still be registering their
+        // partitions with the coordinator, and an abort racing that was seen refused with
+        // INVALID_TXN_STATE (which only new clients recover from). Let them land first, briefly.
+        self.producer.context().wait(SETTLE_BEFORE_ABORT);
         let aborted = abort_until_done(|t| self.producer.abort_transaction(t));
         match (aborted, failure) {
             // The abort accounted for every message; their reports may still be on their way from
