@@ -39,8 +39,8 @@ pub mod secure;
 pub mod topics;
 
 pub use assertions::{
-    assert_exactly_once_by_id, assert_output, assert_same_by_partition, assert_same_content,
-    by_partition, content_of, ids_of,
+    assert_exactly_once_by_id, assert_output, assert_output_without_aborts,
+    assert_same_by_partition, assert_same_content, by_partition, content_of, ids_of,
 };
 pub use broker::{bootstrap, ensure_broker};
 pub use logs::{committed_totals, parse_committed, Committed};

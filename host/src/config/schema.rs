@@ -243,6 +243,7 @@ impl Table for RawTransaction {
 pub(super) struct RawBatch {
     pub max_records: Option<Spanned<i64>>,
     pub max_wait_ms: Option<Spanned<i64>>,
+    pub max_bytes: Option<Spanned<i64>>,
 }
 
 impl Table for RawBatch {

@@ -70,6 +70,7 @@ static_membership = false
 [batch]
 max_records = 500
 max_wait_ms = 250
+max_bytes = 4096
 
 [errors]
 max_retries = 3
@@ -126,6 +127,7 @@ plugin = "/opt/txform/libtxform_passthrough.so"
         batch: Batch {
             max_records: 500,
             max_wait: Duration::from_millis(250),
+            max_bytes: 4096,
         },
         errors: ErrorPolicy {
             max_retries: 3,
@@ -150,19 +152,19 @@ plugin = "/opt/txform/libtxform_passthrough.so"
                 plugin: PathBuf::from("/base/plugins/libjson.so"),
                 config_json: r#"{"fields":["id","ts"],"nested":{"depth":2,"ratio":0.25},"when":"1979-05-27T07:32:00Z"}"#
                     .to_string(),
-                line: 44,
+                line: 45,
             },
             TransformSpec {
                 name: "txform_passthrough".to_string(),
                 plugin: PathBuf::from("/opt/txform/libtxform_passthrough.so"),
                 config_json: "{}".to_string(),
-                line: 52,
+                line: 53,
             },
         ],
         topic_lines: TopicLines {
             source: vec![13, 13],
             sink: 17,
-            dead_letter: Some(35),
+            dead_letter: Some(36),
         },
         secrets: Secrets::default(),
     };
@@ -191,6 +193,7 @@ fn omitted_keys_take_their_defaults() {
         Batch {
             max_records: 1000,
             max_wait: Duration::from_millis(100),
+            max_bytes: 16 * 1024 * 1024,
         }
     );
     assert_eq!(
@@ -239,7 +242,7 @@ fn unknown_key_names_the_key_and_its_line() {
     let text = format!("{MINIMAL}[batch]\nmax_record = 10\n");
     assert_eq!(
         problems(&text),
-        ["pipeline.toml:13: unknown field `max_record`, expected `max_records` or `max_wait_ms`"]
+        ["pipeline.toml:13: unknown field `max_record`, expected one of `max_records`, `max_wait_ms`, `max_bytes`"]
     );
 }
 
@@ -281,14 +284,15 @@ fn wrong_variant_lists_the_accepted_ones() {
 #[test]
 fn out_of_range_values_name_the_key_and_the_range() {
     let text = format!(
-        "{MINIMAL}[batch]\nmax_records = 0\nmax_wait_ms = 60001\n[log]\nstats_interval_secs = -1\n"
+        "{MINIMAL}[batch]\nmax_records = 0\nmax_wait_ms = 60001\nmax_bytes = 1023\n[log]\nstats_interval_secs = -1\n"
     );
     assert_eq!(
         problems(&text),
         [
             "pipeline.toml:13: `batch.max_records` must be between 1 and 100000, got 0",
             "pipeline.toml:14: `batch.max_wait_ms` must be between 1 and 60000, got 60001",
-            "pipeline.toml:16: `log.stats_interval_secs` must be between 1 and 3600, got -1",
+            "pipeline.toml:15: `batch.max_bytes` must be between 1024 and 1073741824, got 1023",
+            "pipeline.toml:17: `log.stats_interval_secs` must be between 1 and 3600, got -1",
         ]
     );
 }

@@ -278,6 +278,9 @@ pub struct Batch {
     pub max_records: usize,
     /// ... or when this much time has passed since its first record (`max_wait_ms`, 1..=60000).
     pub max_wait: Duration,
+    /// ... or when its source records' keys and values reach this many bytes (`max_bytes`,
+    /// 1024..=1 GiB), so the memory a batch holds does not follow record size times batch length.
+    pub max_bytes: usize,
 }
 
 impl Default for Batch {
@@ -285,6 +288,7 @@ impl Default for Batch {
         Batch {
             max_records: 1000,
             max_wait: Duration::from_millis(100),
+            max_bytes: 16 * 1024 * 1024,
         }
     }
 }

@@ -232,6 +232,13 @@ fn batch(raw: Option<RawBatch>, problems: &mut Problems<'_>) -> Batch {
         )
         .map(Duration::from_millis)
         .unwrap_or(default.max_wait),
+        max_bytes: ranged(
+            raw.max_bytes.as_ref(),
+            "batch.max_bytes",
+            1024..=1 << 30,
+            problems,
+        )
+        .unwrap_or(default.max_bytes),
     }
 }
 

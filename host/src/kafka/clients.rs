@@ -144,6 +144,10 @@ fn producer_config(pipeline: &Pipeline) -> ClientConfig {
     // first partition registration with CONCURRENT_TRANSACTIONS; librdkafka's 100 ms default retry
     // backoff then caps a transaction rate near 10/s (the Java client retries after 20 ms).
     config.set("retry.backoff.ms", "10");
+    config.set(
+        "queue.buffering.max.kbytes",
+        queue_kbytes(pipeline.batch.max_bytes).to_string(),
+    );
     apply(&mut config, &pipeline.kafka.common);
     apply(&mut config, &pipeline.kafka.producer);
     config.set("enable.idempotence", "true");
@@ -151,6 +155,16 @@ fn producer_config(pipeline: &Pipeline) -> ClientConfig {
         config.set("transactional.id", pipeline.transactional_id());
     }
     config
+}
+
+/// The producer's queue bound (a default a user may override): outputs of about two batches, at
+/// least 16 MiB. librdkafka's own is 1 GiB, so a streamed batch's in-flight outputs could grow
+/// with record size times batch count; with the bound, producing waits for delivery reports
+/// (see `pipeline::sink`). It stays above `message.max.bytes`' default (1 MB): a single message
+/// larger than the queue bound could never be enqueued.
+fn queue_kbytes(batch_max_bytes: usize) -> usize {
+    const FLOOR: usize = 16 * 1024 * 1024;
+    batch_max_bytes.saturating_mul(2).max(FLOOR) / 1024
 }
 
 fn apply(config: &mut ClientConfig, properties: &[(String, String)]) {
@@ -161,7 +175,7 @@ fn apply(config: &mut ClientConfig, properties: &[(String, String)]) {
 
 #[cfg(test)]
 mod tests {
-    use super::FetchDefaults;
+    use super::{queue_kbytes, FetchDefaults};
     use std::time::Duration;
 
     #[test]
@@ -176,5 +190,12 @@ mod tests {
             FetchDefaults::for_batch_wait(Duration::from_millis(100)).min_bytes,
             256 * 1024
         );
+    }
+
+    #[test]
+    fn the_producer_queue_holds_two_batches_at_least_16_mib() {
+        assert_eq!(queue_kbytes(16 * 1024 * 1024), 32 * 1024);
+        assert_eq!(queue_kbytes(1024), 16 * 1024);
+        assert_eq!(queue_kbytes(1 << 30), 2 * 1024 * 1024);
     }
 }

@@ -22,6 +22,7 @@ pub use clients::{
 pub use delivery::{is_record_refusal, Deliveries, DeliveryTracker};
 pub use errors::{classify, fatal_hint, refine, ErrorClass};
 pub use incarnation::Incarnation;
+pub use rebalance::RevokeHook;
 pub use topics::{
     check_topics, check_topics_at_startup, describe, KnownTopics, TopicProblem, TopicState,
     TopicsError, RECHECK_INTERVAL, STARTUP_DEADLINE,

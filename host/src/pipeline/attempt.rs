@@ -5,29 +5,27 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 use std::ops::Range;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use rdkafka::consumer::{CommitMode, Consumer as _};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::consumer::Consumer as _;
 use rdkafka::producer::Producer as _;
+use rdkafka::TopicPartitionList;
 use txform_plugin_api::Record;
 
 use crate::config::{FailureAction, Guarantee, Pipeline};
-use crate::kafka::{is_record_refusal, Consumer, Deliveries, Incarnation, KnownTopics, Producer};
+use crate::kafka::{is_record_refusal, Consumer, Incarnation, KnownTopics, Producer};
 use crate::metrics::{Metrics, OutcomeLabel};
 use crate::plugin::Chain;
 use crate::state::State;
 
 use super::batch::Batch;
 use super::failure::{Cause, Failure};
-use super::retry::{abort_until_done, until_done};
+use super::finish::Ending;
 use super::sink::{produce_dead_letter, produce_outputs, ProduceFailure};
 use super::stats::Outcome;
 
-/// How often outputs that are still not delivered are reported.
-const FLUSH_REPORT_EVERY: Duration = Duration::from_secs(30);
-
-/// Everything an attempt needs; `records` are the zero-copy views of the whole batch.
+/// Everything an attempt needs; `records` are the zero-copy views of the whole batch (empty while
+/// a batch is streamed: each chunk brings its own, see [`Attempt::transform`]).
 pub struct Attempt<'a, 'c> {
     pub pipeline: &'a Pipeline,
     pub consumer: &'c Consumer,
@@ -38,7 +36,7 @@ pub struct Attempt<'a, 'c> {
     pub topics: &'a RefCell<KnownTopics>,
     /// Times the attempt and keeps the liveness heartbeat.
     pub metrics: &'a Metrics,
-    /// The state stores' engine, when a transform declared stores.
+    /// The state stores' engine, when a transform declared stores (whole batches only).
     pub state: Option<&'a RefCell<State>>,
 }
 
@@ -70,24 +68,13 @@ impl Attempt<'_, '_> {
     ) -> Result<Committed, Failure> {
         let started = Instant::now();
         self.metrics.health.beat();
-        let transactional = self.pipeline.transaction.guarantee == Guarantee::ExactlyOnce;
-        self.producer.context().clear();
-        if transactional {
-            self.producer
-                .begin_transaction()
-                .map_err(|e| Failure::kafka("begin_transaction", e))?;
-        }
+        self.begin()?;
+        let source_of = |index| self.batch.source_of(index);
+        let ending = self.ending(&source_of);
         let result = self
             .body(chain, range.clone(), work)
-            .and_then(|done| self.commit(range, transactional).map(|()| done));
-        let result = match result {
-            Err(failure) if transactional => Err(self.abort(failure)),
-            Err(failure) => {
-                self.settle();
-                Err(failure)
-            }
-            other => other,
-        };
+            .and_then(|done| ending.commit(&self.offsets(range)?).map(|()| done))
+            .map_err(|failure| ending.abort(failure));
         if let Some(state) = self.state {
             let mut state = state.borrow_mut();
             match result {
@@ -95,54 +82,21 @@ impl Attempt<'_, '_> {
                 Err(_) => state.aborted(),
             }
         }
-        let outcome = match result {
-            Ok(_) => Outcome::committed,
-            Err(_) => Outcome::aborted,
+        self.observe(started, result.is_ok());
+        result
+    }
+
+    /// Times a batch's transaction (or at-least-once produce and commit) from `started`.
+    pub fn observe(&self, started: Instant, committed: bool) {
+        let outcome = if committed {
+            Outcome::committed
+        } else {
+            Outcome::aborted
         };
         self.metrics
             .transaction_duration
             .get_or_create(&OutcomeLabel { outcome })
             .observe(started.elapsed().as_secs_f64());
-        result
-    }
-
-    /// Waits for the reports of a failed attempt's messages still in flight (each ends by
-    /// `message.timeout.ms`, or at once when an abort purged it), so they are not taken for the next
-    /// attempt's.
-    fn settle(&self) {
-        let tracker = self.producer.context();
-        while !tracker.wait_all(FLUSH_REPORT_EVERY) {
-            log::warn!("still waiting for the delivery reports of a failed attempt");
-        }
-    }
-
-    /// Aborts the open transaction after `failure`, so read_committed readers are never held back
-    /// by it until `transaction.timeout.ms`, whatever the failure (a fatal one raised by the host
-    /// included). A fenced or fatal producer cannot abort: the broker (or the successor's
-    /// `init_transactions`) does, and the original failure is what counts.
-    fn abort(&self, failure: Failure) -> Failure {
-        let _waiting = self.metrics.health.waiting();
-        let aborted = abort_until_done(|t| self.producer.abort_transaction(t));
-        match (aborted, failure) {
-            // The abort accounted for every message; their reports may still be on their way from
-            // the producer's thread, and must not be taken for the next attempt's.
-            (Ok(()), failure) => {
-                self.settle();
-                failure
-            }
-            (Err(e), failure @ (Failure::Fenced(_) | Failure::Fatal(_))) => {
-                log::debug!("abort_transaction after `{failure}`: {e}");
-                failure
-            }
-            (Err(e), failure) => match Failure::kafka("abort_transaction", e) {
-                // The transaction's state is unknown: new clients (whose init_transactions aborts
-                // it) are needed, once the group says no newer process holds the id.
-                Failure::Kafka(message) | Failure::Fenced(message) => {
-                    Failure::Fenced(format!("{message} (after `{failure}`)"))
-                }
-                fatal => fatal,
-            },
-        }
     }
 
     fn body(
@@ -159,21 +113,34 @@ impl Attempt<'_, '_> {
             self.set_aside(range.start, cause, *attempts, &mut done)?;
             return Ok(done);
         }
-        let records = &self.records[range.clone()];
+        self.transform(chain, &self.records[range.clone()], range.start, &mut done)?;
+        Ok(done)
+    }
+
+    /// Runs the chain on `records`, the views of the batch records from index `first` on, and
+    /// produces its outputs (a rejected record is set aside instead); adds what it did to `done`.
+    /// A streamed batch calls this once per chunk, inside its open transaction.
+    pub fn transform(
+        &self,
+        chain: &mut Chain,
+        records: &[Record<'_>],
+        first: usize,
+        done: &mut Committed,
+    ) -> Result<(), Failure> {
         let mut output = match self.state {
             Some(state) => chain.run_with(records, &mut *state.borrow_mut())?,
             None => chain.run(records)?,
         };
         let mut rejected = HashSet::new();
         for rejection in &output.rejected {
-            let index = range.start + rejection.input;
+            let index = first + rejection.input;
             let cause = Cause {
                 stage: rejection.stage.clone(),
                 plugin: rejection.plugin.clone(),
                 version: rejection.version.clone(),
                 error: format!("rejected: {}", rejection.reason),
             };
-            self.set_aside(index, &cause, 1, &mut done)?;
+            self.set_aside(index, &cause, 1, done)?;
             if !rejection.also.is_empty() {
                 let n = rejection.also.len();
                 log::warn!(
@@ -191,7 +158,7 @@ impl Attempt<'_, '_> {
             self.producer,
             &self.pipeline.sink.topic,
             self.batch,
-            range.start,
+            first,
             &output.records,
             &mut |topic| self.missing(topic),
         )
@@ -200,12 +167,12 @@ impl Attempt<'_, '_> {
             // In the transaction, before the offsets: the changes commit with the outputs or not at all.
             state
                 .borrow()
-                .produce_changes(self.producer, range.start)
+                .produce_changes(self.producer, first)
                 .map_err(|failure| self.produce_failure(failure))?;
         }
-        done.produced = output.records.len();
+        done.produced += output.records.len();
         chain.recycle(output.records);
-        Ok(done)
+        Ok(())
     }
 
     /// Applies `errors.on_failure` to the record at `index`, inside the current attempt.
@@ -247,75 +214,37 @@ impl Attempt<'_, '_> {
         }
     }
 
-    fn commit(&self, range: Range<usize>, transactional: bool) -> Result<(), Failure> {
-        let offsets = self
-            .batch
+    /// Starts a batch: forgets the previous one's delivery reports and, exactly-once, begins the
+    /// transaction.
+    pub fn begin(&self) -> Result<(), Failure> {
+        self.producer.context().clear();
+        if self.pipeline.transaction.guarantee == Guarantee::ExactlyOnce {
+            self.producer
+                .begin_transaction()
+                .map_err(|e| Failure::kafka("begin_transaction", e))?;
+        }
+        Ok(())
+    }
+
+    /// Ends this attempt's batch (see `finish`); `source_of` names the batch's records.
+    pub fn ending<'e>(&'e self, source_of: &'e dyn Fn(usize) -> String) -> Ending<'e> {
+        Ending {
+            producer: self.producer,
+            consumer: self.consumer,
+            transactional: self.pipeline.transaction.guarantee == Guarantee::ExactlyOnce,
+            metrics: self.metrics,
+            source_of,
+        }
+    }
+
+    /// The offsets to commit after the batch records in `range`.
+    pub fn offsets(&self, range: Range<usize>) -> Result<TopicPartitionList, Failure> {
+        self.batch
             .next_offsets(
                 range,
                 &Incarnation::current().client_id(&self.pipeline.transactional_id()),
             )
-            .map_err(|e| Failure::kafka("offsets", e))?;
-        let _waiting = self.metrics.health.waiting();
-        self.flush()?;
-        if !transactional {
-            return self
-                .consumer
-                .commit(&offsets, CommitMode::Sync)
-                .map_err(|e| Failure::kafka("commit offsets", e));
-        }
-        let metadata = self
-            .consumer
-            .group_metadata()
-            .ok_or_else(|| Failure::Kafka("the consumer has no group metadata yet".into()))?;
-        until_done("send_offsets_to_transaction", |t| {
-            self.producer
-                .send_offsets_to_transaction(&offsets, &metadata, t)
-        })
-        .map_err(|e| Failure::kafka("send_offsets_to_transaction", e))?;
-        until_done("commit_transaction", |t| {
-            self.producer.commit_transaction(t)
-        })
-        .map_err(|e| self.delivery_failure("commit_transaction", e))
-    }
-
-    /// Waits until every output is delivered, for as long as it takes, but gives up as soon as one
-    /// delivery fails: after a failed delivery librdkafka stops sending the transaction's remaining
-    /// messages, so a plain flush would wait forever. Reports arrive on the producer's thread; this
-    /// waits on them without polling.
-    fn flush(&self) -> Result<(), Failure> {
-        let started = Instant::now();
-        loop {
-            match self.producer.context().wait(FLUSH_REPORT_EVERY) {
-                Deliveries::Done => return Ok(()),
-                Deliveries::Failed => {
-                    return Err(
-                        self.delivery_failure("flush", KafkaError::Flush(RDKafkaErrorCode::Fail))
-                    )
-                }
-                Deliveries::Pending(n) => log::warn!(
-                    "{n} output(s) not delivered after {:.0?}, still waiting",
-                    started.elapsed()
-                ),
-            }
-        }
-    }
-
-    /// A failed flush or commit is the records' fault when Kafka refused one of the outputs. The
-    /// broker refuses whole produce batches, so the reported record is only a suspect: the source
-    /// stays unknown and bisection finds the real culprit. Any other failed delivery is Kafka's.
-    fn delivery_failure(&self, call: &str, error: KafkaError) -> Failure {
-        let tracker = self.producer.context();
-        match (tracker.refused_record(), tracker.first_failure()) {
-            (Some((suspect, refusal)), _) => Failure::Records {
-                cause: Cause::sink(format!(
-                    "Kafka refused an output ({refusal}; first refused output from {})",
-                    self.batch.source_of(suspect)
-                )),
-                source: None,
-            },
-            (None, Some((_, delivery))) => Failure::kafka(call, delivery),
-            (None, None) => Failure::kafka(call, error),
-        }
+            .map_err(|e| Failure::kafka("offsets", e))
     }
 
     /// Why the cluster cannot take records for the plugin-chosen `topic`, if it cannot (asked once

@@ -1,6 +1,9 @@
-//! Collecting a batch of fetched messages and rewinding the consumer to its start.
+//! Collecting a batch of fetched messages, whole or chunk by chunk (a streamed batch), and rewinding
+//! the consumer to its start.
 //!
-//! A batch holds the librdkafka messages themselves (zero copy); plugins get [`Record`] views of them.
+//! A batch holds the librdkafka messages themselves (zero copy); plugins get [`Record`] views of them
+//! (of the whole batch, or of one chunk). It closes at `batch.max_records`, at `batch.max_bytes` of
+//! keys and values, or `batch.max_wait_ms` after its first record.
 
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
@@ -81,10 +84,34 @@ pub enum CollectError {
     Rewind(String),
 }
 
+/// When a batch closes: whichever of `[batch]`'s limits comes first.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_records: usize,
+    pub max_bytes: usize,
+    /// Since the batch's first record.
+    pub max_wait: Duration,
+}
+
+/// What one [`Batch::poll_chunk`] brought.
+pub enum Polled<'c> {
+    /// The batch indices of the records it added (empty when idle, closed or stopped).
+    Chunk(Range<usize>),
+    /// A rebalance callback ran: `chunk` was added before it, `fresh` fetched by the poll that ran it.
+    Rebalanced {
+        chunk: Range<usize>,
+        fresh: Option<BorrowedMessage<'c>>,
+    },
+}
+
 /// The messages of one transaction, in fetch order.
 pub struct Batch<'c> {
     consumer: &'c Consumer,
     messages: Vec<BorrowedMessage<'c>>,
+    /// Key and value bytes of `messages`.
+    bytes: usize,
+    /// When the batch closes: `max_wait` after its first record.
+    deadline: Option<Instant>,
 }
 
 /// Offsets spanned by one partition of a batch.
@@ -94,60 +121,98 @@ pub struct Span {
     pub last: i64,
 }
 
+/// Key and value bytes of a message: what `batch.max_bytes` counts.
+fn size_of(message: &BorrowedMessage<'_>) -> usize {
+    message.key_len() + message.payload_len()
+}
+
 impl<'c> Batch<'c> {
-    /// Polls until `max_records` messages arrived or `max_wait` passed since the first one, or until
-    /// `stop` is set. Messages fetched before a rebalance are dropped (their partitions rewound when
-    /// still ours), so a batch never straddles one.
+    /// A batch with nothing in it yet.
+    pub fn empty(consumer: &'c Consumer) -> Batch<'c> {
+        Batch {
+            consumer,
+            messages: Vec::new(),
+            bytes: 0,
+            deadline: None,
+        }
+    }
+
+    /// Polls until the batch is closed (see [`Batch::is_closed`]), or until `stop` is set.
+    /// Messages fetched before a rebalance are dropped (their partitions rewound when still ours),
+    /// so a batch collected whole never straddles one.
     pub fn collect(
         consumer: &'c Consumer,
-        max_records: usize,
-        max_wait: Duration,
+        limits: &Limits,
         stop: &AtomicBool,
     ) -> Result<Batch<'c>, CollectError> {
-        let mut messages: Vec<BorrowedMessage<'c>> = Vec::with_capacity(max_records.min(10_000));
-        let mut deadline: Option<Instant> = None;
-        let mut rebalances = consumer.context().events();
-        while messages.len() < max_records && !stop.load(Ordering::SeqCst) {
-            let timeout = match deadline {
+        let mut batch = Batch::empty(consumer);
+        loop {
+            match batch.poll_chunk(limits, usize::MAX, stop)? {
+                Polled::Rebalanced { fresh, .. } => batch
+                    .drop_after_rebalance(0, fresh.as_ref())
+                    .map_err(CollectError::Rewind)?,
+                // Idle: return (empty) so the caller can report and check for shutdown.
+                Polled::Chunk(_)
+                    if batch.is_empty()
+                        || batch.is_closed(limits)
+                        || stop.load(Ordering::SeqCst) =>
+                {
+                    return Ok(batch)
+                }
+                Polled::Chunk(_) => {}
+            }
+        }
+    }
+
+    /// Whether the batch reached one of its limits (records, bytes, or time since its first record).
+    pub fn is_closed(&self, limits: &Limits) -> bool {
+        self.messages.len() >= limits.max_records
+            || self.bytes >= limits.max_bytes
+            || self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Adds at most `chunk` records. An empty batch waits up to one idle poll for its first record;
+    /// later, the poll blocks (in idle-poll slices, to see `stop`) only until the first record of
+    /// the chunk or the batch's deadline, then takes only what is already fetched
+    /// (`poll(Duration::ZERO)`), so a chunk ends as soon as librdkafka's queue is drained and no
+    /// wait ever spins. Returns at once when a rebalance callback ran inside a poll.
+    pub fn poll_chunk(
+        &mut self,
+        limits: &Limits,
+        chunk: usize,
+        stop: &AtomicBool,
+    ) -> Result<Polled<'c>, CollectError> {
+        let start = self.messages.len();
+        let rebalances = self.consumer.context().events();
+        while !self.is_closed(limits)
+            && self.messages.len() - start < chunk
+            && !stop.load(Ordering::SeqCst)
+        {
+            let draining = self.messages.len() > start;
+            let timeout = match self.deadline {
+                _ if draining => Duration::ZERO,
                 None => IDLE_POLL,
                 Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
                     Some(left) if !left.is_zero() => left.min(IDLE_POLL),
                     _ => break,
                 },
             };
-            let polled = consumer.poll(timeout);
-            if consumer.context().events() != rebalances {
-                rebalances = consumer.context().events();
-                let dropped = Batch {
-                    consumer,
-                    messages: std::mem::take(&mut messages),
-                };
-                if !dropped.messages.is_empty() {
-                    // Says that a rebalance landed mid-batch (tests and operators look for it).
-                    log::info!(
-                        "rebalance while collecting a batch: dropped {} record(s) of {}",
-                        dropped.messages.len(),
-                        dropped.describe(dropped.all())
-                    );
-                }
-                let fresh = match &polled {
+            let polled = self.consumer.poll(timeout);
+            if self.consumer.context().events() != rebalances {
+                let fresh = match polled {
                     Some(Ok(message)) => Some(message),
                     _ => None,
                 };
-                dropped
-                    .rewind_after_rebalance(fresh)
-                    .map_err(CollectError::Rewind)?;
-                deadline = None;
-                continue;
+                return Ok(Polled::Rebalanced {
+                    chunk: start..self.messages.len(),
+                    fresh,
+                });
             }
             match polled {
-                // Idle: return (empty) so the caller can report and check for shutdown.
-                None if messages.is_empty() => break,
+                // Drained, or idle with nothing collected yet.
+                None if draining || self.deadline.is_none() => break,
                 None => {}
-                Some(Ok(message)) => {
-                    deadline.get_or_insert_with(|| Instant::now() + max_wait);
-                    messages.push(message);
-                }
+                Some(Ok(message)) => self.push(message, limits),
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
                 Some(Err(error)) => match classify(&error) {
                     class @ (ErrorClass::Fenced | ErrorClass::Fatal) => {
@@ -160,7 +225,37 @@ impl<'c> Batch<'c> {
                 },
             }
         }
-        Ok(Batch { consumer, messages })
+        Ok(Polled::Chunk(start..self.messages.len()))
+    }
+
+    /// Drops the records from `from` on after a rebalance seen by the poll that returned `fresh`,
+    /// rewinding their partitions still owned (see [`rebalance_targets`]).
+    pub fn drop_after_rebalance(
+        &mut self,
+        from: usize,
+        fresh: Option<&BorrowedMessage<'_>>,
+    ) -> Result<(), String> {
+        let dropped = from..self.messages.len();
+        if !dropped.is_empty() {
+            // Says that a rebalance landed mid-batch (tests and operators look for it).
+            log::info!(
+                "rebalance while collecting a batch: dropped {} record(s) of {}",
+                dropped.len(),
+                self.describe(dropped.clone())
+            );
+        }
+        let revoked = self.consumer.context().take_revoked();
+        let fresh = fresh.map(|m| ((m.topic(), m.partition()), m.offset()));
+        seek(
+            self.consumer,
+            rebalance_targets(self.spans(dropped), &revoked, fresh),
+        )?;
+        self.messages.truncate(from);
+        self.bytes = self.messages.iter().map(size_of).sum();
+        if self.messages.is_empty() {
+            self.deadline = None;
+        }
+        Ok(())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -193,12 +288,43 @@ impl<'c> Batch<'c> {
         stamp: &str,
     ) -> Result<TopicPartitionList, KafkaError> {
         let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), span) in self.spans(range) {
-            let mut element = tpl.add_partition(topic, partition);
-            element.set_offset(Offset::Offset(span.last + 1))?;
-            element.set_metadata(stamp);
-        }
+        self.advance_offsets(&mut tpl, range, stamp)?;
         Ok(tpl)
+    }
+
+    /// Moves `offsets` past the records in `range`, which follow those `offsets` already covers
+    /// (the chunks of a streamed batch, in order); a partition new to it gets `stamp`.
+    pub fn advance_offsets(
+        &self,
+        offsets: &mut TopicPartitionList,
+        range: Range<usize>,
+        stamp: &str,
+    ) -> Result<(), KafkaError> {
+        for ((topic, partition), span) in self.spans(range) {
+            let next = Offset::Offset(span.last + 1);
+            match offsets.find_partition(topic, partition) {
+                Some(mut element) => element.set_offset(next)?,
+                None => {
+                    let mut element = offsets.add_partition(topic, partition);
+                    element.set_offset(next)?;
+                    element.set_metadata(stamp);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// How many records the batch holds.
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Adds a message fetched by a poll whose rebalance revoked nothing.
+    pub fn push(&mut self, message: BorrowedMessage<'c>, limits: &Limits) {
+        self.deadline
+            .get_or_insert_with(|| Instant::now() + limits.max_wait);
+        self.bytes += size_of(&message);
+        self.messages.push(message);
     }
 
     /// All indices of the batch.
@@ -237,28 +363,23 @@ impl<'c> Batch<'c> {
         seek(self.consumer, targets)
     }
 
-    /// Drops the batch after a rebalance seen by the poll that returned `fresh`; see
-    /// [`rebalance_targets`].
-    fn rewind_after_rebalance(&self, fresh: Option<&BorrowedMessage<'_>>) -> Result<(), String> {
-        let revoked = self.consumer.context().take_revoked();
-        let fresh = fresh.map(|m| ((m.topic(), m.partition()), m.offset()));
-        seek(
-            self.consumer,
-            rebalance_targets(self.spans(self.all()), &revoked, fresh),
-        )
+    /// Calls `f` with zero-copy record views of the whole batch.
+    pub fn with_records<R>(&self, f: impl FnOnce(&[Record<'_>]) -> R) -> R {
+        self.with_records_in(self.all(), f)
     }
 
-    /// Calls `f` with zero-copy record views of the batch.
+    /// Calls `f` with zero-copy record views of the batch records in `range` (a streamed chunk).
     ///
     /// Header names are bytes in Kafka but `str` at the plugin boundary: a name that is not UTF-8
     /// reaches plugins as its lossy UTF-8 form (invalid bytes become U+FFFD), which the sink turns
     /// back into the original bytes when a plugin passes the header on unchanged.
-    pub fn with_records<R>(&self, f: impl FnOnce(&[Record<'_>]) -> R) -> R {
+    pub fn with_records_in<R>(&self, range: Range<usize>, f: impl FnOnce(&[Record<'_>]) -> R) -> R {
+        let messages = self.messages.get(range).unwrap_or_default();
         // (index in `headers`, lossy name) of every name that is not UTF-8; rare.
         let mut lossy: Vec<(usize, String)> = Vec::new();
         let mut headers: Vec<Header<'_>> = Vec::new();
-        let mut ranges = Vec::with_capacity(self.messages.len());
-        for m in &self.messages {
+        let mut ranges = Vec::with_capacity(messages.len());
+        for m in messages {
             let start = headers.len();
             for h in raw_headers(m) {
                 let key = std::str::from_utf8(h.key).unwrap_or_else(|_| {
@@ -272,8 +393,7 @@ impl<'c> Batch<'c> {
         for (at, name) in &lossy {
             headers[*at] = Header::new(name, headers[*at].value());
         }
-        let records: Vec<Record<'_>> = self
-            .messages
+        let records: Vec<Record<'_>> = messages
             .iter()
             .zip(ranges)
             .map(|(m, range)| {

@@ -84,7 +84,8 @@ pub enum End {
 /// The two Kafka clients of an instance, ready to copy.
 pub struct Clients {
     pub consumer: Consumer,
-    pub producer: Producer,
+    /// Shared with the revocation hook of a streamed batch (see `open`).
+    pub producer: Arc<Producer>,
     /// The member id the consumer joined the group with.
     joined_as: String,
 }
@@ -141,7 +142,7 @@ impl Clients {
         }
         Ok(Clients {
             consumer,
-            producer,
+            producer: Arc::new(producer),
             joined_as,
         })
     }

@@ -1,21 +1,24 @@
-//! Rebalances mid-batch with several instances in one group (dynamic membership, so a stopped
-//! instance leaves at once): an instance joins while another is collecting a batch, then the first
-//! one leaves while the second has a transaction open. Inputs keep flowing throughout. Every input
-//! comes out exactly once, in its partition's order, for read_committed readers; no transaction is
-//! aborted (none spans a rebalance: each commits before its instance gives partitions up).
+//! Rebalances with a transaction open, several instances in one group (dynamic membership, so a
+//! stopped instance leaves at once). Batches never close on their own here (a 30 s interval, far
+//! beyond the test): every commit happens inside a revocation or at a stop, and every moment chosen
+//! is inside an open transaction (the fault plugin sleeps in each call and says so on stderr first;
+//! a streamed batch's transaction is open from its first call until its commit):
+//! - instance A streams, B joins: A's revocation commits what A transformed, inside the callback;
+//! - A is stopped (SIGTERM) in a call of its next transaction: it commits on the stop and leaves;
+//!   B, inside its first transaction, revokes and commits inside the callback (eager assignment) or
+//!   is assigned A's partitions with its transaction still open (cooperative: nothing revoked);
+//! - B is stopped in a transaction, and C (short batches) copies the rest.
 //!
-//! Each moment is chosen from what the instances show, not by timing alone: "collecting" is just after
-//! a commit (the output's last stable offset moved) with over 2 s of collecting left, far more than the
-//! 0.5 s heartbeat that brings the rebalance; "transaction open" is while the fault plugin sleeps in
-//! a call (it says so on stderr first).
+//! Inputs keep flowing throughout. Every input comes out exactly once, in its partition's order, for
+//! read_committed readers; no transaction is aborted.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use toml::Value;
 use txform_tests::{
-    assert_same_content, by_partition, last_stable_offsets, read_topic, table, wait_for_committed,
+    assert_same_content, by_partition, read_topic, table, wait_for_committed,
     wait_for_group_at_end, InputProducer, InputSpec, Isolation, Plugin, Record, TestEnv, Topic,
     Txform,
 };
@@ -23,12 +26,14 @@ use txform_tests::{
 use crate::{EXIT_TIMEOUT, PROCESS_TIMEOUT};
 
 const PARTITIONS: i32 = 4;
-/// Collecting lasts this long after a batch's first record (inputs arrive every 100 ms).
-const MAX_WAIT_MS: i64 = 2500;
+/// Longer than the test: only revocations and stops commit.
+const LONG_WAIT_MS: i64 = 30_000;
 /// Every transform call sleeps this long: its transaction is open meanwhile.
 const CALL_MS: i64 = 700;
 const SLEEPING: &str = "fault: sleeping";
-const DROPPED: &str = "rebalance while collecting a batch: dropped ";
+const REVOKED: &str = "revocation with an open transaction: committed ";
+const STOPPED: &str = "stop requested: committing the ";
+const ASSIGNED: &str = "partitions assigned";
 
 /// Produces 8 standard inputs (2 per partition) every 100 ms until `stop`; returns them as written.
 fn produce_until(input: Topic, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<Record>> {
@@ -48,88 +53,119 @@ fn produce_until(input: Topic, stop: Arc<AtomicBool>) -> std::thread::JoinHandle
     })
 }
 
-/// Waits until `output`'s last stable offsets move (a transaction committed).
-fn wait_for_a_commit(output: &Topic) {
-    let before = last_stable_offsets(output);
-    let deadline = Instant::now() + PROCESS_TIMEOUT;
-    while last_stable_offsets(output) == before {
-        assert!(Instant::now() < deadline, "no commit on {}", output.name);
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn sleeping_calls(txform: &Txform) -> usize {
     txform.log_lines(SLEEPING).len()
 }
 
-#[test]
-fn instances_joining_and_leaving_mid_batch_copy_every_input_exactly_once_in_order() {
-    let env = TestEnv::new("rebalance");
+/// Waits until `txform` is inside a transform call that began after this call.
+fn wait_for_a_new_call(txform: &mut Txform) {
+    let calls = sleeping_calls(txform);
+    txform.wait_for_log_count(SLEEPING, calls + 1, PROCESS_TIMEOUT);
+}
+
+/// The record count in a `... committed N record(s) ...` or `... committing the N record(s) ...` line.
+fn count_after(line: &str, prefix: &str) -> u64 {
+    line.split(prefix)
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a count in {line:?}"))
+}
+
+fn revocation_with_an_open_transaction(name: &str, strategy: Option<&str>) {
+    let env = TestEnv::new(name);
     let input = env.create_topic("in", PARTITIONS);
     let output = env.create_topic("out", PARTITIONS);
     let mut pipeline = env
         .pipeline(&[&input], &output)
-        .batch(100_000, MAX_WAIT_MS)
+        .batch(100_000, LONG_WAIT_MS)
         .consumer_property("heartbeat.interval.ms", 500)
         .transform(
             "slow",
             Plugin::fault(),
             table(&[("delay_ms", Value::Integer(CALL_MS))]),
         );
+    if let Some(strategy) = strategy {
+        pipeline = pipeline.consumer_property("partition.assignment.strategy", strategy);
+    }
     pipeline.static_membership = false;
     let config = env.write_pipeline(&pipeline, "pipeline.toml");
+    let cooperative = strategy.is_some();
 
     let stop = Arc::new(AtomicBool::new(false));
     let producer = produce_until(input.clone(), Arc::clone(&stop));
-    let mut first = env.spawn_file(&config, "0");
-    first.wait_for_log("partitions assigned", PROCESS_TIMEOUT);
+    let mut a = env.spawn_file(&config, "0");
+    a.wait_for_log(ASSIGNED, PROCESS_TIMEOUT);
 
-    // Join while the first instance is collecting: just after one of its commits.
-    first.wait_for_log_count(SLEEPING, 1, PROCESS_TIMEOUT);
-    wait_for_a_commit(&output);
-    std::thread::sleep(Duration::from_millis(300));
-    let mut second = env.spawn_file(&config, "1");
-    let dropped = first.wait_for_log(DROPPED, PROCESS_TIMEOUT);
-    second.wait_for_log("partitions assigned", PROCESS_TIMEOUT);
+    // B joins while A's transaction is open (A is in a call): A commits inside its revocation.
+    a.wait_for_log_count(SLEEPING, 1, PROCESS_TIMEOUT);
+    let mut b = env.spawn_file(&config, "1");
+    let revoked = a.wait_for_log(REVOKED, PROCESS_TIMEOUT);
+    assert!(count_after(&revoked, REVOKED) > 0, "{revoked}");
+    b.wait_for_log(ASSIGNED, PROCESS_TIMEOUT);
 
-    // Leave while the second instance has a transaction open: during one of its calls.
-    let calls = sleeping_calls(&second);
-    second.wait_for_log_count(SLEEPING, calls + 1, PROCESS_TIMEOUT);
-    first.terminate();
-    first.expect_exit_code(0, EXIT_TIMEOUT);
-    second.wait_for_log_count("partitions assigned", 2, PROCESS_TIMEOUT);
+    // A leaves in a call of its next transaction, while B is in its first one.
+    wait_for_a_new_call(&mut a);
+    b.wait_for_log_count(SLEEPING, 1, PROCESS_TIMEOUT);
+    a.terminate();
+    a.expect_exit_code(0, EXIT_TIMEOUT);
+    let stopped = a.log_lines(STOPPED);
+    assert_eq!(stopped.len(), 1, "A committed its open batch at the stop");
+    assert!(count_after(&stopped[0], STOPPED) > 0, "{}", stopped[0]);
+    b.wait_for_log_count(ASSIGNED, 2, PROCESS_TIMEOUT);
+    // Eager: B gave up all its partitions, committing first; cooperative: it revoked nothing, and
+    // its transaction stayed open.
+    let b_revoked = b.log_lines(REVOKED);
+    assert_eq!(
+        b_revoked.len(),
+        if cooperative { 0 } else { 1 },
+        "{b_revoked:#?}"
+    );
 
-    // Let the second instance work alone for a while, then stop the inputs.
-    second.wait_for_log_count(SLEEPING, sleeping_calls(&second) + 1, PROCESS_TIMEOUT);
+    // B works alone for a while and is stopped in a transaction; C copies the rest.
+    wait_for_a_new_call(&mut b);
+    wait_for_a_new_call(&mut b);
     stop.store(true, Ordering::SeqCst);
     let produced = producer.join().expect("the input producer");
+    b.terminate();
+    b.expect_exit_code(0, EXIT_TIMEOUT);
+    assert_eq!(
+        b.log_lines(STOPPED).len(),
+        1,
+        "B committed its open batch at the stop"
+    );
+    let mut rest = pipeline.clone();
+    rest.max_wait_ms = 200;
+    let rest = env.write_pipeline(&rest, "rest.toml");
+    let mut c = env.spawn_file(&rest, "2");
     wait_for_committed(&output, produced.len(), PROCESS_TIMEOUT);
     wait_for_group_at_end(&pipeline.group_id, &input, PROCESS_TIMEOUT);
-    second.terminate();
-    second.expect_exit_code(0, EXIT_TIMEOUT);
+    c.terminate();
+    c.expect_exit_code(0, EXIT_TIMEOUT);
 
     let expected = by_partition(&produced, PARTITIONS);
     let actual = by_partition(&read_topic(&output, Isolation::ReadCommitted), PARTITIONS);
     for p in 0..PARTITIONS as usize {
         assert_same_content(&expected[p], &actual[p], &format!("output partition {p}"));
     }
-    let records: u64 = dropped
-        .split(DROPPED)
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("a count in {dropped:?}"));
-    assert!(records > 0, "the join landed mid-batch: {dropped}");
-    for txform in [&first, &second] {
-        assert_eq!(
-            txform.log_lines("aborted batch"),
-            Vec::<String>::new(),
-            "no transaction aborted: none spans a rebalance"
-        );
+    for txform in [&a, &b, &c] {
+        for aborted in ["aborted batch", "aborted it"] {
+            assert_eq!(txform.log_lines(aborted), Vec::<String>::new(), "{aborted}");
+        }
         assert!(
             txform.error_messages().is_empty(),
             "{:?}",
             txform.error_messages()
         );
     }
+}
+
+#[test]
+fn a_revocation_commits_the_open_transaction_eager() {
+    revocation_with_an_open_transaction("revoke-eager", None);
+}
+
+#[test]
+fn a_revocation_commits_the_open_transaction_cooperative() {
+    revocation_with_an_open_transaction("revoke-coop", Some("cooperative-sticky"));
 }
