@@ -93,6 +93,26 @@ pub struct Limits {
     pub max_wait: Duration,
 }
 
+/// How [`Batch::poll_chunk`] cuts a streamed batch into chunks, each one transform call.
+#[derive(Debug, Clone, Copy)]
+pub struct Chunking {
+    /// At most this many records in one chunk.
+    pub max_records: usize,
+    /// How long a chunk waits, after its first record, for more before it is handed on. At a low
+    /// rate every fetch brings a few records; without this each would be its own transform call
+    /// and its own small produce request, and the cost would follow the fetch rate instead of the
+    /// record count.
+    pub linger: Duration,
+}
+
+impl Chunking {
+    /// A whole batch in one chunk (collected, then transformed in one attempt).
+    pub const WHOLE: Chunking = Chunking {
+        max_records: usize::MAX,
+        linger: Duration::ZERO,
+    };
+}
+
 /// What one [`Batch::poll_chunk`] brought.
 pub enum Polled<'c> {
     /// The batch indices of the records it added (empty when idle, closed or stopped).
@@ -147,7 +167,7 @@ impl<'c> Batch<'c> {
     ) -> Result<Batch<'c>, CollectError> {
         let mut batch = Batch::empty(consumer);
         loop {
-            match batch.poll_chunk(limits, usize::MAX, stop)? {
+            match batch.poll_chunk(limits, Chunking::WHOLE, stop)? {
                 Polled::Rebalanced { fresh, .. } => batch
                     .drop_after_rebalance(0, fresh.as_ref())
                     .map_err(CollectError::Rewind)?,
@@ -171,29 +191,33 @@ impl<'c> Batch<'c> {
             || self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
-    /// Adds at most `chunk` records. An empty batch waits up to one idle poll for its first record;
-    /// later, the poll blocks (in idle-poll slices, to see `stop`) only until the first record of
-    /// the chunk or the batch's deadline, then takes only what is already fetched
-    /// (`poll(Duration::ZERO)`), so a chunk ends as soon as librdkafka's queue is drained and no
-    /// wait ever spins. Returns at once when a rebalance callback ran inside a poll.
+    /// Adds at most `chunking.max_records` records. An empty batch waits up to one idle poll for its
+    /// first record; later, the poll blocks (in idle-poll slices, to see `stop`) only until the
+    /// first record of the chunk or the batch's deadline, then until `chunking.linger` after that
+    /// record, then takes only what is already fetched (`poll(Duration::ZERO)`), so a chunk ends as
+    /// soon as librdkafka's queue is drained and no wait ever spins. Returns at once when a
+    /// rebalance callback ran inside a poll.
     pub fn poll_chunk(
         &mut self,
         limits: &Limits,
-        chunk: usize,
+        chunking: Chunking,
         stop: &AtomicBool,
     ) -> Result<Polled<'c>, CollectError> {
         let start = self.messages.len();
         let rebalances = self.consumer.context().events();
+        let mut lingers_until = None;
         while !self.is_closed(limits)
-            && self.messages.len() - start < chunk
+            && self.messages.len() - start < chunking.max_records
             && !stop.load(Ordering::SeqCst)
         {
             let draining = self.messages.len() > start;
-            let timeout = match self.deadline {
-                _ if draining => Duration::ZERO,
+            let until = if draining { lingers_until } else { self.deadline };
+            let timeout = match until {
+                None if draining => Duration::ZERO,
                 None => IDLE_POLL,
-                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                Some(until) => match until.checked_duration_since(Instant::now()) {
                     Some(left) if !left.is_zero() => left.min(IDLE_POLL),
+                    _ if draining => Duration::ZERO,
                     _ => break,
                 },
             };
@@ -209,10 +233,16 @@ impl<'c> Batch<'c> {
                 });
             }
             match polled {
-                // Drained, or idle with nothing collected yet.
-                None if draining || self.deadline.is_none() => break,
+                // Drained after the linger, or idle with nothing collected yet.
+                None if (draining && timeout.is_zero()) || self.deadline.is_none() => break,
                 None => {}
-                Some(Ok(message)) => self.push(message, limits),
+                Some(Ok(message)) => {
+                    if !draining && !chunking.linger.is_zero() {
+                        // The deadline still bounds it: `is_closed` ends the chunk with the batch.
+                        lingers_until = Some(Instant::now() + chunking.linger);
+                    }
+                    self.push(message, limits)
+                }
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
                 Some(Err(error)) => match classify(&error) {
                     class @ (ErrorClass::Fenced | ErrorClass::Fatal) => {
