@@ -65,6 +65,72 @@ pub fn fatal_hint(code: RDKafkaErrorCode) -> &'static str {
     }
 }
 
+/// What the pipeline needs of a failed Kafka call: what to do about it, its code (for the
+/// operator's hint) and its message.
+pub trait CallError: std::fmt::Display {
+    fn class(&self) -> ErrorClass;
+    fn code(&self) -> RDKafkaErrorCode;
+}
+
+impl CallError for KafkaError {
+    fn class(&self) -> ErrorClass {
+        classify(self)
+    }
+
+    fn code(&self) -> RDKafkaErrorCode {
+        match self {
+            KafkaError::Transaction(e) => e.code(),
+            other => other
+                .rdkafka_error_code()
+                .unwrap_or(RDKafkaErrorCode::Fatal),
+        }
+    }
+}
+
+/// The error of a transactional call made on librdkafka directly (see `commit`), read from
+/// librdkafka's error object and classified like a [`KafkaError::Transaction`].
+#[derive(Debug, Clone)]
+pub struct TxnCallError {
+    class: ErrorClass,
+    code: RDKafkaErrorCode,
+    text: String,
+}
+
+impl TxnCallError {
+    pub(super) fn new(
+        code: RDKafkaErrorCode,
+        fatal: bool,
+        retriable: bool,
+        requires_abort: bool,
+        text: String,
+    ) -> TxnCallError {
+        let class = classify_transaction(TxnError {
+            fatal,
+            requires_abort,
+            retriable,
+            code,
+        });
+        TxnCallError { class, code, text }
+    }
+}
+
+impl CallError for TxnCallError {
+    fn class(&self) -> ErrorClass {
+        self.class
+    }
+
+    fn code(&self) -> RDKafkaErrorCode {
+        self.code
+    }
+}
+
+impl std::fmt::Display for TxnCallError {
+    /// As rust-rdkafka shows a transactional call's error.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Transaction error: {}", self.text)
+    }
+}
+
 /// Classifies an error returned by a transactional call, a send or a consumer poll.
 pub fn classify(error: &KafkaError) -> ErrorClass {
     match error {

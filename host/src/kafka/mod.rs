@@ -7,6 +7,7 @@ pub mod access;
 pub mod admin;
 mod client_log;
 mod clients;
+mod commit;
 mod delivery;
 pub mod errors;
 pub mod headers;
@@ -20,7 +21,8 @@ pub use clients::{
     Observer, Producer,
 };
 pub use delivery::{is_record_refusal, Deliveries, DeliveryTracker};
-pub use errors::{classify, fatal_hint, refine, ErrorClass};
+pub use commit::commit_delivered;
+pub use errors::{classify, fatal_hint, refine, CallError, ErrorClass, TxnCallError};
 pub use incarnation::Incarnation;
 pub use rebalance::RevokeHook;
 pub use topics::{

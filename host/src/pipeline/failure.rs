@@ -1,10 +1,6 @@
 //! How a batch attempt can fail, and what each kind of failure means for the records.
 
-use rdkafka::error::KafkaError;
-
-use rdkafka::error::RDKafkaErrorCode;
-
-use crate::kafka::{classify, fatal_hint, ErrorClass};
+use crate::kafka::{fatal_hint, CallError, ErrorClass};
 use crate::plugin::StageFailure;
 
 /// Why an attempt failed. The distinction drives the error policy: only `Records` failures count
@@ -81,17 +77,11 @@ impl From<StageFailure> for Failure {
 
 impl Failure {
     /// Classifies a Kafka error from `call`.
-    pub fn kafka(call: &str, error: KafkaError) -> Self {
-        match classify(&error) {
+    pub fn kafka(call: &str, error: impl CallError) -> Self {
+        match error.class() {
             ErrorClass::Fenced => Failure::Fenced(format!("{call}: {error}")),
             ErrorClass::Fatal => {
-                let code = match &error {
-                    KafkaError::Transaction(e) => e.code(),
-                    other => other
-                        .rdkafka_error_code()
-                        .unwrap_or(RDKafkaErrorCode::Fatal),
-                };
-                Failure::Fatal(format!("{call}: {error}{}", fatal_hint(code)))
+                Failure::Fatal(format!("{call}: {error}{}", fatal_hint(error.code())))
             }
             ErrorClass::Abortable | ErrorClass::Retriable => {
                 Failure::Kafka(format!("{call}: {error}"))

@@ -11,7 +11,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::Producer as _;
 use rdkafka::TopicPartitionList;
 
-use crate::kafka::{Consumer, Deliveries, Producer};
+use crate::kafka::{commit_delivered, CallError, Consumer, Deliveries, Producer};
 use crate::metrics::Metrics;
 
 use super::failure::{Cause, Failure};
@@ -61,9 +61,7 @@ impl Ending<'_> {
         .map_err(|e| self.delivery_failure("send_offsets_to_transaction", e))?;
         // commit_transaction flushes too, but waits for ever after a refused output.
         self.flush()?;
-        until_done("commit_transaction", |t| {
-            self.producer.commit_transaction(t)
-        })
+        until_done("commit_transaction", |t| commit_delivered(self.producer, t))
         .map_err(|e| self.delivery_failure("commit_transaction", e))
     }
 
@@ -143,7 +141,7 @@ impl Ending<'_> {
     /// A failed flush or commit is the records' fault when Kafka refused one of the outputs. The
     /// broker refuses whole produce batches, so the reported record is only a suspect: the source
     /// stays unknown and bisection finds the real culprit. Any other failed delivery is Kafka's.
-    fn delivery_failure(&self, call: &str, error: KafkaError) -> Failure {
+    fn delivery_failure(&self, call: &str, error: impl CallError) -> Failure {
         let tracker = self.producer.context();
         match (tracker.refused_record(), tracker.first_failure()) {
             (Some((suspect, refusal)), _) => Failure::Records {

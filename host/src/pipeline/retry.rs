@@ -5,10 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::Rng as _;
-use rdkafka::error::KafkaResult;
 use rdkafka::util::Timeout;
 
-use crate::kafka::{classify, ErrorClass};
+use crate::kafka::{CallError, ErrorClass};
 
 /// One slice of an abort.
 const ABORT_SLICE: Duration = Duration::from_millis(500);
@@ -27,33 +26,36 @@ const REPORT_EVERY: Duration = Duration::from_secs(30);
 /// call gets librdkafka's recommended time-out (`Timeout::Never`: the transaction's remaining
 /// time), since shorter ones risk desynchronising its state; a stop that takes too long is forced
 /// by `shutdown`.
-pub fn until_done(what: &str, call: impl FnMut(Timeout) -> KafkaResult<()>) -> KafkaResult<()> {
+pub fn until_done<E: CallError>(
+    what: &str,
+    call: impl FnMut(Timeout) -> Result<(), E>,
+) -> Result<(), E> {
     repeat(what, None, Timeout::Never, call).map(|_| ())
 }
 
 /// `abort_transaction` in slices, each call resuming the abort. With an infinite time-out librdkafka
 /// waits inside the call for messages held after a refused one, which are only released as the
 /// abort goes on: measured, an abort after a refused record never returned.
-pub fn abort_until_done(call: impl FnMut(Timeout) -> KafkaResult<()>) -> KafkaResult<()> {
+pub fn abort_until_done<E: CallError>(call: impl FnMut(Timeout) -> Result<(), E>) -> Result<(), E> {
     repeat("abort_transaction", None, Timeout::After(ABORT_SLICE), call).map(|_| ())
 }
 
 /// Like [`until_done`], but gives up when `stop` is set: `Ok(false)`. For calls that change nothing
 /// when abandoned (`init_transactions`).
-pub fn until_done_or_stopped(
+pub fn until_done_or_stopped<E: CallError>(
     what: &str,
     stop: &AtomicBool,
-    call: impl FnMut(Timeout) -> KafkaResult<()>,
-) -> KafkaResult<bool> {
+    call: impl FnMut(Timeout) -> Result<(), E>,
+) -> Result<bool, E> {
     repeat(what, Some(stop), Timeout::After(CALL_SLICE), call)
 }
 
-fn repeat(
+fn repeat<E: CallError>(
     what: &str,
     stop: Option<&AtomicBool>,
     timeout: Timeout,
-    mut call: impl FnMut(Timeout) -> KafkaResult<()>,
-) -> KafkaResult<bool> {
+    mut call: impl FnMut(Timeout) -> Result<(), E>,
+) -> Result<bool, E> {
     let started = Instant::now();
     let mut reported = started;
     loop {
@@ -61,7 +63,7 @@ fn repeat(
             return Ok(false);
         }
         match call(timeout) {
-            Err(error) if classify(&error) == ErrorClass::Retriable => {
+            Err(error) if error.class() == ErrorClass::Retriable => {
                 std::thread::sleep(RETRY_PAUSE);
                 if reported.elapsed() >= REPORT_EVERY {
                     reported = Instant::now();
