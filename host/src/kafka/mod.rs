@@ -20,8 +20,8 @@ pub use clients::{
     admin_config, build_consumer, build_observer, build_producer, build_restorer, Consumer,
     Observer, Producer,
 };
-pub use delivery::{is_record_refusal, Deliveries, DeliveryTracker};
 pub use commit::commit_delivered;
+pub use delivery::{is_record_refusal, Deliveries, DeliveryTracker};
 pub use errors::{classify, fatal_hint, refine, CallError, ErrorClass, TxnCallError};
 pub use incarnation::Incarnation;
 pub use rebalance::RevokeHook;

@@ -211,7 +211,11 @@ impl<'c> Batch<'c> {
             && !stop.load(Ordering::SeqCst)
         {
             let draining = self.messages.len() > start;
-            let until = if draining { lingers_until } else { self.deadline };
+            let until = if draining {
+                lingers_until
+            } else {
+                self.deadline
+            };
             let timeout = match until {
                 None if draining => Duration::ZERO,
                 None => IDLE_POLL,

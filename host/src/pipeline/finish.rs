@@ -62,7 +62,7 @@ impl Ending<'_> {
         // commit_transaction flushes too, but waits for ever after a refused output.
         self.flush()?;
         until_done("commit_transaction", |t| commit_delivered(self.producer, t))
-        .map_err(|e| self.delivery_failure("commit_transaction", e))
+            .map_err(|e| self.delivery_failure("commit_transaction", e))
     }
 
     /// Ends a failed batch: aborts the open transaction after `failure`, so read_committed readers
