@@ -201,7 +201,8 @@ pub struct Options {
     #[arg(long, value_name = "RESULTS_JSON")]
     pub render: Option<PathBuf>,
 
-    /// Do not build txform, the passthrough plugin and the Kafka Streams app first.
+    /// Do not build txform, the passthrough plugin and the Kafka Streams app first (a Kafka Streams
+    /// jar older than its sources is refused rather than measured).
     #[arg(long)]
     pub skip_build: bool,
 }

@@ -177,8 +177,17 @@ impl Launcher {
             )?;
         }
         let streams_dir = workspace.join("bench/streams");
-        if needs(|s| matches!(s, System::Streams | System::StreamsCount)) && !options.skip_build {
-            build_streams_app(&streams_dir)?;
+        if needs(|s| matches!(s, System::Streams | System::StreamsCount)) {
+            if !options.skip_build {
+                build_streams_app(&streams_dir)?;
+            } else if streams_app_stale(&streams_dir) {
+                // Measuring a jar older than its sources fails late and obscurely (ClassNotFound).
+                bail!(
+                    "the Kafka Streams app in {} is missing or older than its sources: run without \
+                     --skip-build, or `mvn package` there",
+                    streams_dir.display()
+                );
+            }
         }
         let tools_classpath = if options.systems.contains(&System::Copier) {
             let output = Command::new(workspace.join("scripts/kafka.sh"))
@@ -479,6 +488,24 @@ fn parse_properties(list: &[String]) -> anyhow::Result<Vec<(String, String)>> {
 
 /// `mvn package` of bench/streams when its jar is missing or older than its sources.
 fn build_streams_app(dir: &Path) -> anyhow::Result<()> {
+    if !streams_app_stale(dir) {
+        return Ok(());
+    }
+    log::info!(
+        "building the Kafka Streams app (mvn package in {})",
+        dir.display()
+    );
+    run_tool(
+        Command::new("mvn")
+            .args(["-q", "-B", "-Dstyle.color=never", "-f"])
+            .arg(dir.join("pom.xml"))
+            .arg("package"),
+        "mvn package of bench/streams",
+    )
+}
+
+/// Whether bench/streams' jar (or its copied dependencies) is missing or older than its sources.
+fn streams_app_stale(dir: &Path) -> bool {
     let jar = dir.join("target/txform-bench-streams.jar");
     let built = modified(&jar);
     let sources = [
@@ -493,20 +520,7 @@ fn build_streams_app(dir: &Path) -> anyhow::Result<()> {
             .iter()
             .any(|s| modified(s).is_none_or(|m| m > built)),
     };
-    if !stale && dir.join("target/lib").is_dir() {
-        return Ok(());
-    }
-    log::info!(
-        "building the Kafka Streams app (mvn package in {})",
-        dir.display()
-    );
-    run_tool(
-        Command::new("mvn")
-            .args(["-q", "-B", "-Dstyle.color=never", "-f"])
-            .arg(dir.join("pom.xml"))
-            .arg("package"),
-        "mvn package of bench/streams",
-    )
+    stale || !dir.join("target/lib").is_dir()
 }
 
 fn modified(path: &Path) -> Option<std::time::SystemTime> {
