@@ -205,16 +205,17 @@ impl<'c> Batch<'c> {
     ) -> Result<Polled<'c>, CollectError> {
         let start = self.messages.len();
         let rebalances = self.consumer.context().events();
-        let mut lingers_until = None;
+        let mut lingers_until: Option<Instant> = None;
         while !self.is_closed(limits)
             && self.messages.len() - start < chunking.max_records
             && !stop.load(Ordering::SeqCst)
         {
             let draining = self.messages.len() > start;
-            let until = if draining {
-                lingers_until
-            } else {
-                self.deadline
+            // A chunk's linger never outlasts its batch.
+            let until = match (draining, lingers_until, self.deadline) {
+                (true, Some(linger), Some(deadline)) => Some(linger.min(deadline)),
+                (true, linger, _) => linger,
+                (false, _, deadline) => deadline,
             };
             let timeout = match until {
                 None if draining => Duration::ZERO,
