@@ -122,9 +122,12 @@ fn consumer_config(pipeline: &Pipeline) -> ClientConfig {
 /// How much the group consumer prefetches, a default a user may override: two batches, in records
 /// and in bytes. librdkafka's own (100,000 messages, 64 MiB) is one queue shared by every partition,
 /// so after a failed batch is rewound its partition's records are fetched again *behind* whatever
-/// the other partitions prefetched (measured: after a broker outage left a backlog, a rewound
-/// partition got nothing for the 12 s a chaos run still had), and the prefetch is most of the
-/// host's memory at large records. Two batches keep a batch fillable without waiting on a fetch.
+/// the other partitions prefetched (the likely cause of a chaos run in which, after a broker outage
+/// left a backlog, a rewound partition got nothing for the 12 s the run still had; inferred from
+/// its logs and librdkafka's fetcher, not reproduced in a test), and the prefetch bounds the host's
+/// memory at large records. Two batches keep a batch fillable without waiting on a fetch. A fetch
+/// response (`max.partition.fetch.bytes` per partition, or one whole record batch) can still go
+/// past the bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Prefetch {
     messages: usize,
