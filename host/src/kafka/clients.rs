@@ -122,10 +122,11 @@ fn consumer_config(pipeline: &Pipeline) -> ClientConfig {
 /// How much the group consumer prefetches, a default a user may override: two batches, in records
 /// and in bytes. librdkafka's own (100,000 messages, 64 MiB) is one queue shared by every partition,
 /// so after a failed batch is rewound its partition's records are fetched again *behind* whatever
-/// the other partitions prefetched (the likely cause of a chaos run in which, after a broker outage
-/// left a backlog, a rewound partition got nothing for the 12 s the run still had; inferred from
-/// its logs and librdkafka's fetcher, not reproduced in a test), and the prefetch bounds the host's
-/// memory at large records. Two batches keep a batch fillable without waiting on a fetch. A fetch
+/// the other partitions prefetched while the transform was slower than the fetcher (measured by
+/// `tests/tests/integration/prefetch.rs`: 4,850 records of a backlogged partition ahead of a new
+/// one with librdkafka's defaults, 240 with these; the likely cause of a chaos run's 12 s stall of
+/// a rewound partition after a broker outage), and the prefetch bounds the host's memory at large
+/// records. Two batches keep a batch fillable without waiting on a fetch. A fetch
 /// response (`max.partition.fetch.bytes` per partition, or one whole record batch) can still go
 /// past the bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

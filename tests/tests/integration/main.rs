@@ -26,6 +26,7 @@ mod missing_topics;
 mod offline_test;
 mod out_of_range;
 mod plugin_failure;
+mod prefetch;
 mod rebalance;
 mod reject;
 mod retry_time;
