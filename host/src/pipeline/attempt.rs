@@ -240,11 +240,14 @@ impl Attempt<'_, '_> {
     /// The offsets to commit after the batch records in `range`.
     pub fn offsets(&self, range: Range<usize>) -> Result<TopicPartitionList, Failure> {
         self.batch
-            .next_offsets(
-                range,
-                &Incarnation::current().client_id(&self.pipeline.transactional_id()),
-            )
+            .next_offsets(range, &self.offset_stamp())
             .map_err(|e| Failure::kafka("offsets", e))
+    }
+
+    /// The metadata committed with every offset: this process's incarnation, by which the group
+    /// tells after a fence whether a newer process committed (see `kafka::membership`).
+    pub fn offset_stamp(&self) -> String {
+        Incarnation::current().client_id(&self.pipeline.transactional_id())
     }
 
     /// Why the cluster cannot take records for the plugin-chosen `topic`, if it cannot (asked once

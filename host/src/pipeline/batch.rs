@@ -16,6 +16,8 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use txform_plugin_api::{Header, Record};
 
+// When a batch closes: whichever of `[batch]`'s limits comes first.
+use crate::config::Batch as Limits;
 use crate::kafka::headers::headers as raw_headers;
 use crate::kafka::{classify, Consumer, ErrorClass};
 
@@ -82,15 +84,6 @@ pub enum CollectError {
     Consumer(ErrorClass, KafkaError),
     /// A partition still owned could not be rewound after a rebalance.
     Rewind(String),
-}
-
-/// When a batch closes: whichever of `[batch]`'s limits comes first.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_records: usize,
-    pub max_bytes: usize,
-    /// Since the batch's first record.
-    pub max_wait: Duration,
 }
 
 /// How [`Batch::poll_chunk`] cuts a streamed batch into chunks, each one transform call.

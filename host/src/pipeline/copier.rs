@@ -25,7 +25,7 @@ use crate::plugin::Chain;
 use crate::state::{RestoreError, State};
 
 use super::attempt::{Attempt, Work};
-use super::batch::{Batch, CollectError, Limits};
+use super::batch::{Batch, CollectError};
 use super::failure::Failure;
 use super::isolate::isolate;
 use super::retry::{backoff, sleep_unless_stopped};
@@ -175,12 +175,7 @@ impl<'a> Copier<'a> {
 
     /// Collects a whole batch and copies it in one attempt: how a failed batch is retried.
     fn collect_and_copy(&mut self) -> Next {
-        let limits = Limits {
-            max_records: self.pipeline.batch.max_records,
-            max_bytes: self.pipeline.batch.max_bytes,
-            max_wait: self.pipeline.batch.max_wait,
-        };
-        let batch = match Batch::collect(&self.clients.consumer, &limits, self.stop) {
+        let batch = match Batch::collect(&self.clients.consumer, &self.pipeline.batch, self.stop) {
             Ok(batch) => batch,
             Err(error) => return Next::End(self.collect_failed(error)),
         };
@@ -221,16 +216,17 @@ impl<'a> Copier<'a> {
         let consumer = &self.clients.consumer;
         match error {
             CollectError::Rewind(message) => End::Fenced(message),
-            CollectError::Consumer(class, error) => match refine(class, consumer.client()) {
-                (ErrorClass::Fenced, detail) => End::Fenced(format!(
+            CollectError::Consumer(class, error) => {
+                let (class, detail) = refine(class, consumer.client());
+                let message = format!(
                     "consumer: {error}{}",
                     detail.map(|d| format!(": {d}")).unwrap_or_default()
-                )),
-                (_, detail) => End::Failed(RunError::Fatal(format!(
-                    "consumer: {error}{}",
-                    detail.map(|d| format!(": {d}")).unwrap_or_default()
-                ))),
-            },
+                );
+                match class {
+                    ErrorClass::Fenced => End::Fenced(message),
+                    _ => End::Failed(RunError::Fatal(message)),
+                }
+            }
         }
     }
 

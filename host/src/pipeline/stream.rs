@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 use rdkafka::producer::Producer as _;
 
 use crate::config::{Guarantee, Pipeline};
-use crate::kafka::{Consumer, Incarnation, KnownTopics, Producer};
+use crate::kafka::{Consumer, KnownTopics, Producer};
 use crate::metrics::Metrics;
 use crate::plugin::Chain;
 
 use super::attempt::{Attempt, Committed};
-use super::batch::{Batch, Chunking, CollectError, Limits, Polled};
+use super::batch::{Batch, Chunking, CollectError, Polled};
 use super::failure::Failure;
 use super::open::OpenTransaction;
 
@@ -62,24 +62,20 @@ pub struct Stream<'a, 'c> {
 impl<'c> Stream<'_, 'c> {
     /// Streams one batch through `chain`.
     pub fn run(&self, chain: &mut Chain) -> Streamed<'c> {
-        let limits = Limits {
-            max_records: self.pipeline.batch.max_records,
-            max_bytes: self.pipeline.batch.max_bytes,
-            max_wait: self.pipeline.batch.max_wait,
-        };
+        let limits = &self.pipeline.batch;
         let transactional = self.pipeline.transaction.guarantee == Guarantee::ExactlyOnce;
         let open = OpenTransaction::new(
             Arc::clone(self.producer),
             Arc::clone(self.metrics),
             transactional,
         );
-        let stamp = Incarnation::current().client_id(&self.pipeline.transactional_id());
         let mut batch = Batch::empty(self.consumer);
+        let stamp = self.attempt(&batch).offset_stamp();
         let mut done = Committed::default();
         let mut registration = None;
         let mut started = Instant::now();
         loop {
-            let chunk = match batch.poll_chunk(&limits, CHUNKING, self.stop) {
+            let chunk = match batch.poll_chunk(limits, CHUNKING, self.stop) {
                 Ok(Polled::Chunk(chunk)) => chunk,
                 // Before the transaction began nothing was transformed: drop it all.
                 Ok(Polled::Rebalanced { fresh, .. }) if registration.is_none() => {
@@ -92,7 +88,7 @@ impl<'c> Stream<'_, 'c> {
                     // An assignment that revoked nothing: the transaction stays open.
                     None => {
                         if let Some(message) = fresh {
-                            batch.push(message, &limits);
+                            batch.push(message, limits);
                         }
                         chunk.start..batch.len()
                     }
@@ -151,7 +147,7 @@ impl<'c> Stream<'_, 'c> {
                 );
                 break;
             }
-            if batch.is_closed(&limits) || delivery_failed {
+            if batch.is_closed(limits) || delivery_failed {
                 break;
             }
         }
