@@ -11,6 +11,8 @@ command -v cc >/dev/null || missing+=(build-essential)
 command -v make >/dev/null || missing+=(make)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v perl >/dev/null || missing+=(perl)
+# Applies scripts/librdkafka/*.patch (scripts/librdkafka.sh).
+command -v patch >/dev/null || missing+=(patch)
 # The OIDC test's token endpoint (scripts/kafka/oidc-token-server.py).
 command -v python3 >/dev/null || missing+=(python3)
 command -v javac >/dev/null || missing+=(openjdk-17-jdk-headless)
@@ -35,4 +37,6 @@ for component in rustfmt clippy; do
         rustup component add "$component"
     fi
 done
+# librdkafka with txform's patches, used by the workspace in place of the crates.io copy.
+bash "$(dirname "${BASH_SOURCE[0]}")/librdkafka.sh"
 echo "setup: ok ($(cargo --version), $(java -version 2>&1 | head -1))"

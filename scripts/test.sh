@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# librdkafka with txform's patches (a no-op when already prepared).
+bash scripts/librdkafka.sh
+
 scripts/kafka.sh start
 export TXFORM_BOOTSTRAP="$(scripts/kafka.sh bootstrap)"
 # The secured broker (SASL_SSL, mutual TLS, ACLs) of the `secured` integration tests.
