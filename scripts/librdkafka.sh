@@ -60,4 +60,8 @@ done
 echo "$stamp" >"$VENDOR.tmp/.txform-patched"
 rm -rf "$VENDOR"
 mv "$VENDOR.tmp" "$VENDOR"
+# rdkafka-sys's build script copies librdkafka into its OUT_DIR only when that has no copy yet, so
+# an earlier build's copy would be compiled again, without the patches that changed since: remove
+# those copies (Cargo reruns the build script anyway, the package's files having changed).
+rm -rf "${CARGO_TARGET_DIR:-target}"/*/build/rdkafka-sys-*/out
 echo "librdkafka: $VENDOR ready"
