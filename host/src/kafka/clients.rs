@@ -182,6 +182,11 @@ fn producer_config(pipeline: &Pipeline) -> ClientConfig {
     // first partition registration with CONCURRENT_TRANSACTIONS; librdkafka's 100 ms default retry
     // backoff then caps a transaction rate near 10/s (the Java client retries after 20 ms).
     config.set("retry.backoff.ms", "10");
+    // Default a user may override: a batch's last outputs wait for linger.ms before they are sent,
+    // and the commit waits for them. A chunk is produced in one burst, so batching needs no longer
+    // linger: at 20,000 records/s of 1 KiB, 1 ms instead of librdkafka's 5 took 6 ms off p50 and
+    // 7 ms off p99, at the same CPU per record (docs/benchmarks.md).
+    config.set("linger.ms", "1");
     config.set(
         "queue.buffering.max.kbytes",
         queue_kbytes(pipeline.batch.max_bytes).to_string(),
@@ -213,8 +218,41 @@ fn apply(config: &mut ClientConfig, properties: &[(String, String)]) {
 
 #[cfg(test)]
 mod tests {
-    use super::{queue_kbytes, FetchDefaults, Prefetch};
+    use super::{producer_config, queue_kbytes, FetchDefaults, Prefetch};
+    use std::path::Path;
     use std::time::Duration;
+
+    fn pipeline(producer_section: &str) -> crate::config::Pipeline {
+        let text = format!(
+            r#"[kafka.common]
+"bootstrap.servers" = "broker:9092"
+[kafka.producer]
+{producer_section}
+[source]
+topics = ["in"]
+group_id = "group"
+[sink]
+topic = "out"
+[transaction]
+id_prefix = "prefix"
+[[transform]]
+plugin = "libcopy.so"
+"#
+        );
+        match crate::config::parse(&text, Path::new("pipeline.toml"), Path::new("/base")) {
+            Ok(pipeline) => pipeline,
+            Err(error) => panic!("expected a valid pipeline, got:\n{error}"),
+        }
+    }
+
+    #[test]
+    fn the_producer_lingers_1_ms_unless_the_file_says_otherwise() {
+        assert_eq!(producer_config(&pipeline("")).get("linger.ms"), Some("1"));
+        assert_eq!(
+            producer_config(&pipeline(r#""linger.ms" = "20""#)).get("linger.ms"),
+            Some("20")
+        );
+    }
 
     #[test]
     fn fetch_wait_is_a_fifth_of_the_batch_interval_within_librdkafkas_range() {
