@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::*;
 
 /// The smallest valid file; tests that add a line put it at line 12 or later.
-const MINIMAL: &str = r#"[kafka.common]
+pub(crate) const MINIMAL: &str = r#"[kafka.common]
 "bootstrap.servers" = "broker:9092"
 [source]
 topics = ["in"]
@@ -20,7 +20,7 @@ id_prefix = "prefix"
 plugin = "libcopy.so"
 "#;
 
-fn parse_ok(text: &str) -> Pipeline {
+pub(crate) fn parse_ok(text: &str) -> Pipeline {
     match parse(text, Path::new("pipeline.toml"), Path::new("/base")) {
         Ok(pipeline) => pipeline,
         Err(error) => panic!("expected a valid pipeline, got:\n{error}"),

@@ -219,30 +219,12 @@ fn apply(config: &mut ClientConfig, properties: &[(String, String)]) {
 #[cfg(test)]
 mod tests {
     use super::{producer_config, queue_kbytes, FetchDefaults, Prefetch};
-    use std::path::Path;
+    use crate::config::tests::{parse_ok, MINIMAL};
     use std::time::Duration;
 
-    fn pipeline(producer_section: &str) -> crate::config::Pipeline {
-        let text = format!(
-            r#"[kafka.common]
-"bootstrap.servers" = "broker:9092"
-[kafka.producer]
-{producer_section}
-[source]
-topics = ["in"]
-group_id = "group"
-[sink]
-topic = "out"
-[transaction]
-id_prefix = "prefix"
-[[transform]]
-plugin = "libcopy.so"
-"#
-        );
-        match crate::config::parse(&text, Path::new("pipeline.toml"), Path::new("/base")) {
-            Ok(pipeline) => pipeline,
-            Err(error) => panic!("expected a valid pipeline, got:\n{error}"),
-        }
+    /// The config tests' smallest valid file with a `[kafka.producer]` table of `properties`.
+    fn pipeline(properties: &str) -> crate::config::Pipeline {
+        parse_ok(&format!("{MINIMAL}[kafka.producer]\n{properties}\n"))
     }
 
     #[test]
