@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::Consumer as _;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::types::RDKafkaTopic;
 use rdkafka::{Offset, TopicPartitionList};
 use txform_plugin_api::{Header, Record};
 
@@ -23,6 +24,14 @@ use crate::kafka::{classify, Consumer, ErrorClass};
 
 /// How long one idle poll waits, so a shutdown request is seen promptly.
 const IDLE_POLL: Duration = Duration::from_millis(100);
+
+/// `left` rounded up to whole milliseconds, the unit librdkafka waits in. rust-rdkafka's poll
+/// truncates what is left of its timeout to milliseconds and polls again until the timeout has
+/// passed, so the last fraction of a millisecond of a wait that is not whole milliseconds is a
+/// busy loop (one per chunk that ends on its linger, most of the loop's CPU at a low rate).
+fn whole_millis(left: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(left.as_micros().div_ceil(1000)).unwrap_or(u64::MAX))
+}
 
 /// Seeking is local to the client; this only bounds waiting for its internal lock.
 const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -117,6 +126,28 @@ pub enum Polled<'c> {
     },
 }
 
+/// Topic names of messages, each read once per run of messages of one topic: rust-rdkafka's
+/// `topic()` measures and UTF-8-checks the name on every call (2 % of the host's CPU at 100 B).
+#[derive(Default)]
+struct TopicNames<'m> {
+    /// The last message's topic handle and its name (alive as long as that message).
+    last: Option<(*mut RDKafkaTopic, &'m str)>,
+}
+
+impl<'m> TopicNames<'m> {
+    fn of(&mut self, message: &'m BorrowedMessage<'_>) -> &'m str {
+        let handle = message.topic_ptr();
+        match self.last {
+            Some((last, name)) if last == handle => name,
+            _ => {
+                let name = message.topic();
+                self.last = Some((handle, name));
+                name
+            }
+        }
+    }
+}
+
 /// The messages of one transaction, in fetch order.
 pub struct Batch<'c> {
     consumer: &'c Consumer,
@@ -179,9 +210,14 @@ impl<'c> Batch<'c> {
 
     /// Whether the batch reached one of its limits (records, bytes, or time since its first record).
     pub fn is_closed(&self, limits: &Limits) -> bool {
+        self.is_closed_at(limits, Instant::now())
+    }
+
+    /// [`Batch::is_closed`] at `now` (one clock read serves a whole poll step).
+    fn is_closed_at(&self, limits: &Limits, now: Instant) -> bool {
         self.messages.len() >= limits.max_records
             || self.bytes >= limits.max_bytes
-            || self.deadline.is_some_and(|d| Instant::now() >= d)
+            || self.deadline.is_some_and(|d| now >= d)
     }
 
     /// Adds at most `chunking.max_records` records. An empty batch waits up to one idle poll for its
@@ -199,10 +235,14 @@ impl<'c> Batch<'c> {
         let start = self.messages.len();
         let rebalances = self.consumer.context().events();
         let mut lingers_until: Option<Instant> = None;
-        while !self.is_closed(limits)
-            && self.messages.len() - start < chunking.max_records
-            && !stop.load(Ordering::SeqCst)
-        {
+        loop {
+            let now = Instant::now();
+            if self.is_closed_at(limits, now)
+                || self.messages.len() - start >= chunking.max_records
+                || stop.load(Ordering::SeqCst)
+            {
+                break;
+            }
             let draining = self.messages.len() > start;
             // A chunk's linger never outlasts its batch.
             let until = match (draining, lingers_until, self.deadline) {
@@ -213,8 +253,8 @@ impl<'c> Batch<'c> {
             let timeout = match until {
                 None if draining => Duration::ZERO,
                 None => IDLE_POLL,
-                Some(until) => match until.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => left.min(IDLE_POLL),
+                Some(until) => match until.checked_duration_since(now) {
+                    Some(left) if !left.is_zero() => whole_millis(left).min(IDLE_POLL),
                     _ if draining => Duration::ZERO,
                     _ => break,
                 },
@@ -237,6 +277,7 @@ impl<'c> Batch<'c> {
                 Some(Ok(message)) => {
                     if !draining && !chunking.linger.is_zero() {
                         // The deadline still bounds it: `is_closed` ends the chunk with the batch.
+                        // After the poll: it may have waited for this first record.
                         lingers_until = Some(Instant::now() + chunking.linger);
                     }
                     self.push(message, limits)
@@ -293,9 +334,10 @@ impl<'c> Batch<'c> {
     /// First and last offset of each partition among the batch records in `range`.
     pub fn spans(&self, range: Range<usize>) -> BTreeMap<(&str, i32), Span> {
         let mut spans: BTreeMap<(&str, i32), Span> = BTreeMap::new();
+        let mut topics = TopicNames::default();
         for m in self.messages.get(range).unwrap_or_default() {
             spans
-                .entry((m.topic(), m.partition()))
+                .entry((topics.of(m), m.partition()))
                 .and_modify(|s| s.last = m.offset())
                 .or_insert(Span {
                     first: m.offset(),
@@ -421,12 +463,13 @@ impl<'c> Batch<'c> {
         for (at, name) in &lossy {
             headers[*at] = Header::new(name, headers[*at].value());
         }
+        let mut topics = TopicNames::default();
         let records: Vec<Record<'_>> = messages
             .iter()
             .zip(ranges)
             .map(|(m, range)| {
                 Record::new(
-                    m.topic(),
+                    topics.of(m),
                     m.partition(),
                     m.offset(),
                     m.timestamp().to_millis(),
@@ -451,6 +494,25 @@ mod tests {
 
     fn span(first: i64, last: i64) -> Span {
         Span { first, last }
+    }
+
+    #[test]
+    fn waits_are_rounded_up_to_whole_milliseconds() {
+        let cases = [
+            (1, 1),
+            (999, 1),
+            (1_000, 1),
+            (1_001, 2),
+            (19_400, 20),
+            (20_000, 20),
+        ];
+        for (micros, millis) in cases {
+            assert_eq!(
+                whole_millis(Duration::from_micros(micros)),
+                Duration::from_millis(millis),
+                "{micros} µs"
+            );
+        }
     }
 
     #[test]
