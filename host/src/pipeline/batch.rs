@@ -32,7 +32,7 @@ const UNCLOCKED_POLLS: u32 = 64;
 /// `left` rounded up to whole milliseconds, the unit librdkafka waits in. rust-rdkafka's poll
 /// truncates what is left of its timeout to milliseconds and polls again until the timeout has
 /// passed, so the last fraction of a millisecond of a wait that is not whole milliseconds is a
-/// busy loop (one per chunk that ends on its linger, most of the loop's CPU at a low rate).
+/// busy loop (one per chunk that ends on its linger).
 fn whole_millis(left: Duration) -> Duration {
     Duration::from_millis(u64::try_from(left.as_micros().div_ceil(1000)).unwrap_or(u64::MAX))
 }
