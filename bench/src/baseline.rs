@@ -1,8 +1,9 @@
 //! The physical baseline: the least work that copies a topic with rust-rdkafka. A group consumer
-//! with auto-commit and a plain (non-idempotent, non-transactional) producer, each record sent to
-//! the partition it came from, no batching of its own and no transform. It gets the same
-//! librdkafka properties as txform, so the difference between them is what txform adds (transform
-//! chain, batches, transactions or synchronous offset commits), not client tuning.
+//! with auto-commit and a plain non-transactional producer (idempotent with `--idempotent`: what
+//! exactly-once's producer pays, without transactions), each record sent to the partition it came
+//! from, no batching of its own and no transform. It gets the same librdkafka properties as
+//! txform, so the difference between them is what txform adds (transform chain, batches,
+//! transactions or synchronous offset commits), not client tuning.
 //!
 //! Runs until SIGTERM or SIGINT, then flushes.
 
@@ -33,7 +34,7 @@ pub fn run(args: &CopyArgs) -> anyhow::Result<()> {
         .create()
         .context("create the consumer")?;
     let producer: BaseProducer = config(&args.bootstrap, &args.producer)?
-        .set("enable.idempotence", "false")
+        .set("enable.idempotence", args.idempotent.to_string())
         .create()
         .context("create the producer")?;
     consumer

@@ -263,6 +263,9 @@ pub struct CopyArgs {
     /// librdkafka property of the producer, `key=value` (repeatable).
     #[arg(long = "producer", value_name = "KEY=VALUE")]
     pub producer: Vec<String>,
+    /// An idempotent producer (what exactly-once's producer pays, without transactions).
+    #[arg(long)]
+    pub idempotent: bool,
 }
 
 /// Splits `key=value`.

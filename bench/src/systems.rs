@@ -28,6 +28,9 @@ pub enum System {
     Copier,
     /// The plain non-transactional rust-rdkafka copier of this crate (`txform-bench copy`).
     Baseline,
+    /// The plain copier with an idempotent producer: what exactly-once's producer pays (sequence
+    /// numbers, at most 5 requests in flight per broker) without transactions or a transform.
+    BaselineIdempotent,
     /// Stateful: txform exactly-once with the `count` plugin (running count per key, `[state]`).
     TxformCount,
     /// Stateful: Kafka Streams `groupByKey().count()`, exactly_once_v2, record cache off.
@@ -54,6 +57,7 @@ impl System {
             System::Streams => "Kafka Streams exactly_once_v2",
             System::Copier => "TransactionalMessageCopier",
             System::Baseline => "plain copier (baseline)",
+            System::BaselineIdempotent => "plain copier, idempotent producer",
             System::TxformCount => "txform count (exactly-once, state)",
             System::StreamsCount => "Kafka Streams groupByKey().count() exactly_once_v2",
         }
@@ -67,6 +71,7 @@ impl System {
             System::Streams => "streams",
             System::Copier => "copier",
             System::Baseline => "baseline",
+            System::BaselineIdempotent => "baseline-idempotent",
             System::TxformCount => "txform-count",
             System::StreamsCount => "streams-count",
         }
@@ -309,7 +314,7 @@ impl Launcher {
                     .args(["--group-mode", "--use-group-metadata"]);
                 Ok(command)
             }
-            System::Baseline => {
+            System::Baseline | System::BaselineIdempotent => {
                 let mut command = Command::new(&self.self_exe);
                 command
                     .arg("copy")
@@ -317,6 +322,9 @@ impl Launcher {
                     .args(["--input", job.input])
                     .args(["--output", job.output])
                     .args(["--group", job.id]);
+                if system == System::BaselineIdempotent {
+                    command.arg("--idempotent");
+                }
                 for (key, value) in &self.txform_consumer {
                     command.arg("--consumer").arg(format!("{key}={value}"));
                 }
@@ -453,6 +461,11 @@ impl Launcher {
                 props(&self.txform_consumer),
                 props(&self.txform_producer)
             ));
+        }
+        if systems.contains(&System::BaselineIdempotent) {
+            lines.push(
+                "plain copier, idempotent producer: the plain copier with enable.idempotence=true (acks=all, at most 5 requests in flight per broker), same properties".to_string(),
+            );
         }
         lines
     }
