@@ -2,7 +2,9 @@
 //! the consumer to its start.
 //!
 //! A batch holds the librdkafka messages themselves (zero copy); plugins get [`Record`] views of them
-//! (of the whole batch, or of one chunk). It closes at `batch.max_records`, at `batch.max_bytes` of
+//! (of the whole batch, or of one chunk). A streamed batch lets the messages of each chunk go once
+//! their outputs are produced (see [`Batch::release`]): what it keeps of every record is its
+//! position (`positions`), so its memory does not grow with the transaction. It closes at `batch.max_records`, at `batch.max_bytes` of
 //! keys and values, or `batch.max_wait_ms` after its first record.
 
 use std::collections::{BTreeMap, HashSet};
@@ -21,6 +23,9 @@ use txform_plugin_api::{Header, Record};
 use crate::config::Batch as Limits;
 use crate::kafka::headers::headers as raw_headers;
 use crate::kafka::{classify, Consumer, ErrorClass};
+
+pub use super::positions::Span;
+use super::positions::{size_of, Positions};
 
 /// How long one idle poll waits, so a shutdown request is seen promptly.
 const IDLE_POLL: Duration = Duration::from_millis(100);
@@ -152,26 +157,18 @@ impl<'m> TopicNames<'m> {
     }
 }
 
-/// The messages of one transaction, in fetch order.
+/// The records of one transaction, in fetch order.
 pub struct Batch<'c> {
     consumer: &'c Consumer,
+    /// Where every record came from, held or released.
+    positions: Positions,
+    /// The messages of records `released..` (the first `released` were let go).
     messages: Vec<BorrowedMessage<'c>>,
-    /// Key and value bytes of `messages`.
+    released: usize,
+    /// Key and value bytes of all the records, held or released.
     bytes: usize,
     /// When the batch closes: `max_wait` after its first record.
     deadline: Option<Instant>,
-}
-
-/// Offsets spanned by one partition of a batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Span {
-    pub first: i64,
-    pub last: i64,
-}
-
-/// Key and value bytes of a message: what `batch.max_bytes` counts.
-fn size_of(message: &BorrowedMessage<'_>) -> usize {
-    message.key_len() + message.payload_len()
 }
 
 impl<'c> Batch<'c> {
@@ -179,7 +176,9 @@ impl<'c> Batch<'c> {
     pub fn empty(consumer: &'c Consumer) -> Batch<'c> {
         Batch {
             consumer,
+            positions: Positions::default(),
             messages: Vec::new(),
+            released: 0,
             bytes: 0,
             deadline: None,
         }
@@ -224,7 +223,7 @@ impl<'c> Batch<'c> {
 
     /// Whether the batch reached its record or byte limit.
     fn is_full(&self, limits: &Limits) -> bool {
-        self.messages.len() >= limits.max_records || self.bytes >= limits.max_bytes
+        self.len() >= limits.max_records || self.bytes >= limits.max_bytes
     }
 
     /// Adds at most `chunking.max_records` records. An empty batch waits up to one idle poll for its
@@ -240,7 +239,7 @@ impl<'c> Batch<'c> {
         chunking: Chunking,
         stop: &AtomicBool,
     ) -> Result<Polled<'c>, CollectError> {
-        let start = self.messages.len();
+        let start = self.len();
         let rebalances = self.consumer.context().events();
         let mut lingers_until: Option<Instant> = None;
         // Whether the last poll brought a record (more may be queued), and how many polls ran since
@@ -249,12 +248,12 @@ impl<'c> Batch<'c> {
         let mut unclocked = 0;
         loop {
             if self.is_full(limits)
-                || self.messages.len() - start >= chunking.max_records
+                || self.len() - start >= chunking.max_records
                 || stop.load(Ordering::SeqCst)
             {
                 break;
             }
-            let draining = self.messages.len() > start;
+            let draining = self.len() > start;
             // Taking what is queued needs no wait, so no clock read; the clock is still read every
             // `UNCLOCKED_POLLS` records, so a steady stream cannot outlast the batch's deadline.
             let fast = draining && queued && unclocked < UNCLOCKED_POLLS;
@@ -291,7 +290,7 @@ impl<'c> Batch<'c> {
                     _ => None,
                 };
                 return Ok(Polled::Rebalanced {
-                    chunk: start..self.messages.len(),
+                    chunk: start..self.len(),
                     fresh,
                 });
             }
@@ -321,7 +320,7 @@ impl<'c> Batch<'c> {
                 },
             }
         }
-        Ok(Polled::Chunk(start..self.messages.len()))
+        Ok(Polled::Chunk(start..self.len()))
     }
 
     /// Drops the records from `from` on after a rebalance seen by the poll that returned `fresh`,
@@ -331,7 +330,7 @@ impl<'c> Batch<'c> {
         from: usize,
         fresh: Option<&BorrowedMessage<'_>>,
     ) -> Result<(), String> {
-        let dropped = from..self.messages.len();
+        let dropped = from..self.len();
         if !dropped.is_empty() {
             // Says that a rebalance landed mid-batch (tests and operators look for it).
             log::info!(
@@ -346,32 +345,22 @@ impl<'c> Batch<'c> {
             self.consumer,
             rebalance_targets(self.spans(dropped), &revoked, fresh),
         )?;
-        self.messages.truncate(from);
-        self.bytes = self.messages.iter().map(size_of).sum();
-        if self.messages.is_empty() {
+        self.messages.truncate(from.saturating_sub(self.released));
+        self.released = self.released.min(from);
+        self.bytes = self.positions.truncate(from);
+        if self.is_empty() {
             self.deadline = None;
         }
         Ok(())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.messages.is_empty()
+        self.positions.len() == 0
     }
 
     /// First and last offset of each partition among the batch records in `range`.
     pub fn spans(&self, range: Range<usize>) -> BTreeMap<(&str, i32), Span> {
-        let mut spans: BTreeMap<(&str, i32), Span> = BTreeMap::new();
-        let mut topics = TopicNames::default();
-        for m in self.messages.get(range).unwrap_or_default() {
-            spans
-                .entry((topics.of(m), m.partition()))
-                .and_modify(|s| s.last = m.offset())
-                .or_insert(Span {
-                    first: m.offset(),
-                    last: m.offset(),
-                });
-        }
-        spans
+        self.positions.spans(range)
     }
 
     /// The offsets to commit after the records in `range`: one past the last of each partition.
@@ -411,9 +400,39 @@ impl<'c> Batch<'c> {
         Ok(())
     }
 
-    /// How many records the batch holds.
+    /// How many records the batch has (held or released).
     pub fn len(&self) -> usize {
-        self.messages.len()
+        self.positions.len()
+    }
+
+    /// Lets go of the messages of the records before `end`, whose outputs are produced
+    /// (librdkafka copied them): a streamed batch keeps only their positions. A batch that
+    /// released any can no longer give views of those records (see [`Batch::holds_all`]).
+    pub fn release(&mut self, end: usize) {
+        let count = end.saturating_sub(self.released).min(self.messages.len());
+        if count > 0 {
+            self.messages.drain(..count);
+            self.released += count;
+            self.positions.forget_handle();
+        }
+    }
+
+    /// Whether the batch still holds the message of every record (nothing was released): what
+    /// an attempt over the whole batch (a retry from memory, an isolation) needs.
+    pub fn holds_all(&self) -> bool {
+        self.released == 0
+    }
+
+    /// The held messages of the records in `range` (all of it when nothing before it was
+    /// released, which the streaming loop and the whole-batch attempts keep to).
+    fn held(&self, range: Range<usize>) -> &[BorrowedMessage<'c>] {
+        debug_assert!(
+            range.start >= self.released,
+            "records {range:?} were released"
+        );
+        let start = range.start.saturating_sub(self.released);
+        let end = range.end.saturating_sub(self.released);
+        self.messages.get(start..end).unwrap_or_default()
     }
 
     /// Adds a message fetched by a poll whose rebalance revoked nothing.
@@ -421,12 +440,13 @@ impl<'c> Batch<'c> {
         self.deadline
             .get_or_insert_with(|| Instant::now() + limits.max_wait);
         self.bytes += size_of(&message);
+        self.positions.push(&message);
         self.messages.push(message);
     }
 
     /// All indices of the batch.
     pub fn all(&self) -> Range<usize> {
-        0..self.messages.len()
+        0..self.len()
     }
 
     /// "topic/partition offsets first..=last" of every partition in `range`, for messages.
@@ -443,17 +463,14 @@ impl<'c> Batch<'c> {
 
     /// "topic/partition@offset" of the record at `index`.
     pub fn source_of(&self, index: usize) -> String {
-        match self.messages.get(index) {
-            Some(m) => format!("{}/{}@{}", m.topic(), m.partition(), m.offset()),
-            None => format!("batch record {index}"),
-        }
+        self.positions.source_of(index)
     }
 
     /// Seeks every partition of the records from `start` on back to its first offset there, so the
     /// next poll fetches them again. Used after an aborted transaction.
     pub fn rewind_from(&self, start: usize) -> Result<(), String> {
         let targets = self
-            .spans(start..self.messages.len())
+            .spans(start..self.len())
             .into_iter()
             .map(|(partition, span)| (partition, span.first))
             .collect();
@@ -471,7 +488,7 @@ impl<'c> Batch<'c> {
     /// reaches plugins as its lossy UTF-8 form (invalid bytes become U+FFFD), which the sink turns
     /// back into the original bytes when a plugin passes the header on unchanged.
     pub fn with_records_in<R>(&self, range: Range<usize>, f: impl FnOnce(&[Record<'_>]) -> R) -> R {
-        let messages = self.messages.get(range).unwrap_or_default();
+        let messages = self.held(range);
         // (index in `headers`, lossy name) of every name that is not UTF-8; rare.
         let mut lossy: Vec<(usize, String)> = Vec::new();
         let mut headers: Vec<Header<'_>> = Vec::new();
@@ -511,7 +528,7 @@ impl<'c> Batch<'c> {
 
     /// The source message at `index`, for attributing outputs and failures.
     pub fn message(&self, index: usize) -> Option<&BorrowedMessage<'c>> {
-        self.messages.get(index)
+        self.messages.get(index.checked_sub(self.released)?)
     }
 }
 

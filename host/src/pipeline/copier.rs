@@ -336,6 +336,18 @@ impl<'a> Copier<'a> {
                     None => cause.to_string(),
                 },
             })),
+            // A streamed batch let its records go: fetch them again, whole, and isolate there (its
+            // next failure is counted too).
+            FailureAction::DeadLetter { .. } | FailureAction::Skip if !batch.holds_all() => {
+                if let Err(message) = batch.rewind_from(0) {
+                    return Next::End(End::Fenced(message));
+                }
+                log::warn!(
+                    "aborted streamed batch at {} (failure {failures}): {cause}; collecting it whole to isolate the failing records",
+                    batch.describe(batch.all())
+                );
+                Next::Retry(Duration::ZERO)
+            }
             FailureAction::DeadLetter { .. } | FailureAction::Skip => {
                 log::warn!("batch failed {failures} time(s), last: {cause}");
                 let metrics = Arc::clone(self.stats.metrics());

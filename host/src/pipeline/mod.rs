@@ -8,6 +8,7 @@ mod failure;
 mod finish;
 mod isolate;
 mod open;
+mod positions;
 mod retry;
 mod runner;
 pub(crate) mod sink;

@@ -2,6 +2,10 @@
 //! records, the chain runs on each polled chunk and its outputs are produced at once (so delivery
 //! overlaps collection), and when the batch closes its offsets are sent and it commits.
 //!
+//! Once a chunk's outputs are produced (librdkafka copied them) its messages are let go, so a batch's
+//! memory is one chunk however long its transaction; only with `errors.max_retries = 0`, where a
+//! failure goes straight to isolating the failing records from memory, does it keep them all.
+//!
 //! Any failure aborts the whole batch and hands it back, unrewound, to the copier's error policy.
 //! The consumer is polled between chunks, so a rebalance can land in the open transaction: the
 //! revocation hook ([`OpenTransaction`]) ends it before the partitions go, and the records fetched
@@ -64,6 +68,8 @@ impl<'c> Stream<'_, 'c> {
     pub fn run(&self, chain: &mut Chain) -> Streamed<'c> {
         let limits = &self.pipeline.batch;
         let transactional = self.pipeline.transaction.guarantee == Guarantee::ExactlyOnce;
+        // A failed batch is retried whole (fetched again) before any isolation needs its records.
+        let releases = self.pipeline.errors.max_retries > 0;
         let open = OpenTransaction::new(
             Arc::clone(self.producer),
             Arc::clone(self.metrics),
@@ -132,6 +138,9 @@ impl<'c> Stream<'_, 'c> {
                     let failure = attempt.ending(&|i| batch.source_of(i)).abort(failure);
                     attempt.observe(started, false);
                     return Streamed::Failed { batch, failure };
+                }
+                if releases {
+                    batch.release(chunk.end);
                 }
             }
             if batch.is_empty() {
