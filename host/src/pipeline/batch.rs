@@ -4,8 +4,9 @@
 //! A batch holds the librdkafka messages themselves (zero copy); plugins get [`Record`] views of them
 //! (of the whole batch, or of one chunk). A streamed batch lets the messages of each chunk go once
 //! their outputs are produced (see [`Batch::release`]): what it keeps of every record is its
-//! position (`positions`), so its memory does not grow with the transaction. It closes at `batch.max_records`, at `batch.max_bytes` of
-//! keys and values, or `batch.max_wait_ms` after its first record.
+//! position (`positions`), so its memory does not grow with the transaction. It closes at
+//! `batch.max_records`, at `batch.max_bytes` of keys and values, or `batch.max_wait_ms` after its
+//! first record.
 
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
@@ -15,7 +16,6 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::Consumer as _;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::types::RDKafkaTopic;
 use rdkafka::{Offset, TopicPartitionList};
 use txform_plugin_api::{Header, Record};
 
@@ -24,8 +24,8 @@ use crate::config::Batch as Limits;
 use crate::kafka::headers::headers as raw_headers;
 use crate::kafka::{classify, Consumer, ErrorClass};
 
+use super::positions::Positions;
 pub use super::positions::Span;
-use super::positions::{size_of, Positions};
 
 /// How long one idle poll waits, so a shutdown request is seen promptly.
 const IDLE_POLL: Duration = Duration::from_millis(100);
@@ -135,28 +135,6 @@ pub enum Polled<'c> {
     },
 }
 
-/// Topic names of messages, each read once per run of messages of one topic: rust-rdkafka's
-/// `topic()` measures and UTF-8-checks the name on every call (2 % of the host's CPU at 100 B).
-#[derive(Default)]
-struct TopicNames<'m> {
-    /// The last message's topic handle and its name (alive as long as that message).
-    last: Option<(*mut RDKafkaTopic, &'m str)>,
-}
-
-impl<'m> TopicNames<'m> {
-    fn of(&mut self, message: &'m BorrowedMessage<'_>) -> &'m str {
-        let handle = message.topic_ptr();
-        match self.last {
-            Some((last, name)) if last == handle => name,
-            _ => {
-                let name = message.topic();
-                self.last = Some((handle, name));
-                name
-            }
-        }
-    }
-}
-
 /// The records of one transaction, in fetch order.
 pub struct Batch<'c> {
     consumer: &'c Consumer,
@@ -165,8 +143,6 @@ pub struct Batch<'c> {
     /// The messages of records `released..` (the first `released` were let go).
     messages: Vec<BorrowedMessage<'c>>,
     released: usize,
-    /// Key and value bytes of all the records, held or released.
-    bytes: usize,
     /// When the batch closes: `max_wait` after its first record.
     deadline: Option<Instant>,
 }
@@ -179,7 +155,6 @@ impl<'c> Batch<'c> {
             positions: Positions::default(),
             messages: Vec::new(),
             released: 0,
-            bytes: 0,
             deadline: None,
         }
     }
@@ -223,7 +198,7 @@ impl<'c> Batch<'c> {
 
     /// Whether the batch reached its record or byte limit.
     fn is_full(&self, limits: &Limits) -> bool {
-        self.len() >= limits.max_records || self.bytes >= limits.max_bytes
+        self.len() >= limits.max_records || self.positions.bytes() >= limits.max_bytes
     }
 
     /// Adds at most `chunking.max_records` records. An empty batch waits up to one idle poll for its
@@ -347,7 +322,7 @@ impl<'c> Batch<'c> {
         )?;
         self.messages.truncate(from.saturating_sub(self.released));
         self.released = self.released.min(from);
-        self.bytes = self.positions.truncate(from);
+        self.positions.truncate(from);
         if self.is_empty() {
             self.deadline = None;
         }
@@ -439,7 +414,6 @@ impl<'c> Batch<'c> {
     pub fn push(&mut self, message: BorrowedMessage<'c>, limits: &Limits) {
         self.deadline
             .get_or_insert_with(|| Instant::now() + limits.max_wait);
-        self.bytes += size_of(&message);
         self.positions.push(&message);
         self.messages.push(message);
     }
@@ -488,7 +462,7 @@ impl<'c> Batch<'c> {
     /// reaches plugins as its lossy UTF-8 form (invalid bytes become U+FFFD), which the sink turns
     /// back into the original bytes when a plugin passes the header on unchanged.
     pub fn with_records_in<R>(&self, range: Range<usize>, f: impl FnOnce(&[Record<'_>]) -> R) -> R {
-        let messages = self.held(range);
+        let messages = self.held(range.clone());
         // (index in `headers`, lossy name) of every name that is not UTF-8; rare.
         let mut lossy: Vec<(usize, String)> = Vec::new();
         let mut headers: Vec<Header<'_>> = Vec::new();
@@ -507,19 +481,19 @@ impl<'c> Batch<'c> {
         for (at, name) in &lossy {
             headers[*at] = Header::new(name, headers[*at].value());
         }
-        let mut topics = TopicNames::default();
         let records: Vec<Record<'_>> = messages
             .iter()
             .zip(ranges)
-            .map(|(m, range)| {
+            .zip(range)
+            .map(|((m, headers_of), index)| {
                 Record::new(
-                    topics.of(m),
+                    self.positions.topic_of(index),
                     m.partition(),
                     m.offset(),
                     m.timestamp().to_millis(),
                     m.key(),
                     m.payload(),
-                    &headers[range],
+                    &headers[headers_of],
                 )
             })
             .collect();

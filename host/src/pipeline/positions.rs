@@ -32,6 +32,8 @@ pub struct Positions {
     /// The distinct topic names of the records (a handful).
     topics: Vec<String>,
     records: Vec<Position>,
+    /// Key and value bytes of all the records: what `batch.max_bytes` counts.
+    bytes: usize,
     /// The topic handle of the last message pushed and its index in `topics`: rust-rdkafka's
     /// `topic()` measures and UTF-8-checks the name on every call. Compared, never dereferenced;
     /// cleared with the messages, so a handle is only matched while a message of it is held.
@@ -39,7 +41,7 @@ pub struct Positions {
 }
 
 /// Key and value bytes of a message.
-pub fn size_of(message: &BorrowedMessage<'_>) -> usize {
+fn size_of(message: &BorrowedMessage<'_>) -> usize {
     message.key_len() + message.payload_len()
 }
 
@@ -55,11 +57,13 @@ impl Positions {
                 index
             }
         };
+        let size = size_of(message);
+        self.bytes += size;
         self.records.push(Position {
             topic,
             partition: message.partition(),
             offset: message.offset(),
-            size: size_of(message),
+            size,
         });
     }
 
@@ -67,6 +71,7 @@ impl Positions {
     #[cfg(test)]
     fn push_named(&mut self, topic: &str, partition: i32, offset: i64, size: usize) {
         let topic = self.topic_index(topic);
+        self.bytes += size;
         self.records.push(Position {
             topic,
             partition,
@@ -93,11 +98,21 @@ impl Positions {
         self.records.len()
     }
 
-    /// Keeps the first `len` records; returns the key and value bytes of those kept.
-    pub fn truncate(&mut self, len: usize) -> usize {
+    /// Key and value bytes of all the records.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Keeps the first `len` records (and counts only their bytes).
+    pub fn truncate(&mut self, len: usize) {
         self.records.truncate(len);
         self.last_topic = None;
-        self.records.iter().map(|p| p.size).sum()
+        self.bytes = self.records.iter().map(|p| p.size).sum();
+    }
+
+    /// The topic name of the record at `index` ("?" past the end).
+    pub fn topic_of(&self, index: usize) -> &str {
+        self.records.get(index).map_or("?", |p| self.topic(p))
     }
 
     fn topic(&self, position: &Position) -> &str {
@@ -180,10 +195,12 @@ mod tests {
     #[test]
     fn truncating_keeps_the_first_records_and_their_bytes() {
         let mut p = positions();
-        assert_eq!(p.truncate(3), 160);
-        assert_eq!(p.len(), 3);
+        assert_eq!(p.bytes(), 310);
+        p.truncate(3);
+        assert_eq!((p.len(), p.bytes()), (3, 160));
         assert_eq!(p.source_of(3), "batch record 3");
-        assert_eq!(p.truncate(0), 0);
-        assert_eq!(p.len(), 0);
+        assert_eq!((p.topic_of(2), p.topic_of(3)), ("b", "?"));
+        p.truncate(0);
+        assert_eq!((p.len(), p.bytes()), (0, 0));
     }
 }
