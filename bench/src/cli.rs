@@ -70,8 +70,9 @@ pub struct Options {
     #[arg(long, default_value_t = 100)]
     pub commit_interval_ms: u64,
 
-    /// txform's batch.max_records (a batch is one transaction under exactly-once).
-    #[arg(long, default_value_t = 10_000)]
+    /// txform's batch.max_records (a batch is one transaction under exactly-once); the default is
+    /// txform's own.
+    #[arg(long, default_value_t = 100_000)]
     pub txform_max_records: u64,
 
     /// librdkafka property for txform's consumer (and the plain copier's), `key=value`

@@ -191,7 +191,7 @@ fn omitted_keys_take_their_defaults() {
     assert_eq!(
         pipeline.batch,
         Batch {
-            max_records: 10_000,
+            max_records: 100_000,
             max_wait: Duration::from_millis(100),
             max_bytes: 16 * 1024 * 1024,
         }

@@ -120,15 +120,18 @@ fn consumer_config(pipeline: &Pipeline) -> ClientConfig {
 }
 
 /// How much the group consumer prefetches, a default a user may override: two batches, in records
-/// and in bytes. librdkafka's own (100,000 messages, 64 MiB) is one queue shared by every partition,
-/// so after a failed batch is rewound its partition's records are fetched again *behind* whatever
-/// the other partitions prefetched while the transform was slower than the fetcher (measured by
-/// `tests/tests/integration/prefetch.rs`: 4,850 records of a backlogged partition ahead of a new
-/// one with librdkafka's defaults, 240 with these; the likely cause of a chaos run's 12 s stall of
-/// a rewound partition after a broker outage), and the prefetch bounds the host's memory at large
-/// records. Two batches keep a batch fillable without waiting on a fetch. A fetch
-/// response (`max.partition.fetch.bytes` per partition, or one whole record batch) can still go
-/// past the bound.
+/// and in bytes, but at most 10,000 records or 4 MiB. librdkafka's own (100,000 messages, 64 MiB)
+/// is one queue shared by every partition, so after a failed batch is rewound its partition's
+/// records are fetched again *behind* whatever the other partitions prefetched while the transform
+/// was slower than the fetcher (measured by `tests/tests/integration/prefetch.rs`: 4,850 records of
+/// a backlogged partition ahead of a new one with librdkafka's defaults, 240 with these; the likely
+/// cause of a chaos run's 12 s stall of a rewound partition after a broker outage), and the prefetch
+/// is most of the host's memory at large records. A streamed batch takes its records in chunks of
+/// 500, so the prefetch only has to cover a fetch round trip at full speed, not a whole batch: the
+/// caps are what the benchmark gives its copiers, at which txform copied as fast as with two whole
+/// batches of prefetch (docs/benchmarks.md, issue 13 part 6). A fetch response
+/// (`max.partition.fetch.bytes` per partition, or one whole record batch) can still go past the
+/// bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Prefetch {
     messages: usize,
@@ -136,9 +139,10 @@ struct Prefetch {
 }
 
 impl Prefetch {
-    /// librdkafka's upper bounds for the two properties.
-    const MAX_MESSAGES: usize = 10_000_000;
-    const MAX_KBYTES: usize = 2_097_151;
+    /// The most records prefetched, whatever the batch size.
+    const MAX_MESSAGES: usize = 10_000;
+    /// The most kilobytes prefetched, whatever the batch's byte bound.
+    const MAX_KBYTES: usize = 4 * 1024;
 
     fn for_batch(max_records: usize, max_bytes: usize) -> Prefetch {
         Prefetch {
@@ -251,12 +255,12 @@ mod tests {
     }
 
     #[test]
-    fn the_consumer_prefetches_two_batches_within_librdkafkas_bounds() {
+    fn the_consumer_prefetches_two_batches_up_to_10_000_records_or_4_mib() {
         assert_eq!(
-            Prefetch::for_batch(1000, 16 * 1024 * 1024),
+            Prefetch::for_batch(1000, 1024 * 1024),
             Prefetch {
                 messages: 2000,
-                kbytes: 32 * 1024
+                kbytes: 2 * 1024
             }
         );
         assert_eq!(
@@ -267,10 +271,10 @@ mod tests {
             }
         );
         assert_eq!(
-            Prefetch::for_batch(100_000, 1 << 30),
+            Prefetch::for_batch(100_000, 16 * 1024 * 1024),
             Prefetch {
-                messages: 200_000,
-                kbytes: Prefetch::MAX_KBYTES
+                messages: 10_000,
+                kbytes: 4 * 1024
             }
         );
     }
