@@ -123,15 +123,15 @@ fn consumer_config(pipeline: &Pipeline) -> ClientConfig {
 /// and in bytes, but at most 10,000 records or 4 MiB. librdkafka's own (100,000 messages, 64 MiB)
 /// is one queue shared by every partition, so after a failed batch is rewound its partition's
 /// records are fetched again *behind* whatever the other partitions prefetched while the transform
-/// was slower than the fetcher (measured by `tests/tests/integration/prefetch.rs`: 4,850 records of
-/// a backlogged partition ahead of a new one with librdkafka's defaults, 240 with these; the likely
-/// cause of a chaos run's 12 s stall of a rewound partition after a broker outage), and the prefetch
-/// is most of the host's memory at large records. A streamed batch takes its records in chunks of
-/// 500, so the prefetch only has to cover a fetch round trip at full speed, not a whole batch: the
-/// caps are what the benchmark gives its copiers, at which txform copied as fast as with two whole
-/// batches of prefetch (docs/benchmarks.md, issue 13 part 6). A fetch response
-/// (`max.partition.fetch.bytes` per partition, or one whole record batch) can still go past the
-/// bound.
+/// was slower than the fetcher (measured by `tests/tests/integration/prefetch.rs`: 4,850 records
+/// of a backlogged partition ahead of a new one with librdkafka's defaults, 240 with these; the
+/// likely cause of a chaos run's 12 s stall of a rewound partition after a broker outage), and the
+/// prefetch is most of the host's memory at large records. A streamed batch takes its records in
+/// chunks of 500, so the prefetch only has to cover a fetch round trip at full speed, not a whole
+/// batch. The caps are what the benchmark gives its copiers; with them (and the default
+/// transaction size) txform copied at the rate of the uncapped prefetch, at 22 MiB less peak RSS
+/// at 1 KiB (docs/benchmarks.md, issue 13 part 6). A fetch response (`max.partition.fetch.bytes`
+/// per partition, or one whole record batch) can still go past the bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Prefetch {
     messages: usize,

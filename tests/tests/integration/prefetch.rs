@@ -4,8 +4,8 @@
 //! (100,000 messages) a partition's records, fetched again after a rewind or arriving on a quiet
 //! partition, wait behind everything the other partitions prefetched while the transform was
 //! slower than the fetcher; txform bounds the prefetch to two batches (`queued.min.messages` =
-//! 2 × `batch.max_records`, at most 10,000), so they wait for a few batches at most. Counted in committed records,
-//! never in time.
+//! 2 × `batch.max_records`, at most 10,000), so they wait for a few batches at most. Counted in
+//! committed records, never in time.
 
 use toml::Value;
 use txform_tests::dead_letter::offset_spans;
