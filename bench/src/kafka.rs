@@ -19,7 +19,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use txform::kafka::admin::block_on;
 
 use crate::payload::{self, Kind};
-use crate::process;
+use crate::process::CpuSample;
 
 /// The broker every system uses.
 #[derive(Debug, Clone)]
@@ -369,10 +369,10 @@ pub struct ReaderReport {
     pub count: u64,
     /// When the first record arrived.
     pub first_at: Option<Instant>,
-    /// When the count reached the `window_start` threshold, and the child's CPU seconds then.
-    pub window_start: Option<(Instant, Option<f64>)>,
-    /// When the count reached the target, and the child's CPU seconds then.
-    pub done: Option<(Instant, Option<f64>)>,
+    /// When the count reached the `window_start` threshold, and the CPU seconds used by then.
+    pub window_start: Option<(Instant, CpuSample)>,
+    /// When the count reached the target, and the CPU seconds used by then.
+    pub done: Option<(Instant, CpuSample)>,
 
     /// Latency (visibility time minus stamp) of every [`Kind::Measured`] record, microseconds.
     pub latencies_us: Vec<u64>,
@@ -398,6 +398,8 @@ pub struct ReaderPlan {
     pub window_start: u64,
     /// The system under test, whose CPU time is sampled at the window's ends.
     pub pid: Option<libc::pid_t>,
+    /// The broker, sampled with it (see `listener`).
+    pub broker_pid: Option<libc::pid_t>,
 }
 
 impl Reader {
@@ -468,7 +470,7 @@ fn read(
     count: &AtomicU64,
     stop: &AtomicBool,
 ) -> anyhow::Result<ReaderReport> {
-    let cpu = |pid: Option<libc::pid_t>| pid.and_then(|pid| process::cpu_seconds(pid).ok());
+    let cpu = || CpuSample::take(plan.pid, plan.broker_pid);
     let mut report = ReaderReport::default();
     while report.count < plan.target && !stop.load(Ordering::Relaxed) {
         let Some(polled) = consumer.poll(Duration::from_millis(50)) else {
@@ -487,10 +489,10 @@ fn read(
         count.store(report.count, Ordering::Relaxed);
         report.first_at.get_or_insert(now);
         if report.count == plan.window_start.max(1) {
-            report.window_start = Some((now, cpu(plan.pid)));
+            report.window_start = Some((now, cpu()));
         }
         if report.count == plan.target {
-            report.done = Some((now, cpu(plan.pid)));
+            report.done = Some((now, cpu()));
         }
         if let Some((stamp, Kind::Measured)) = message.payload().and_then(payload::parse) {
             let latency_ns = payload::now_ns().saturating_sub(stamp);

@@ -12,6 +12,7 @@
 mod baseline;
 mod cli;
 mod kafka;
+mod listener;
 mod machine;
 mod payload;
 mod pipeline;

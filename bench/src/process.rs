@@ -207,6 +207,49 @@ pub fn cpu_seconds(pid: libc::pid_t) -> anyhow::Result<f64> {
     Ok(total as f64 / clock_ticks_per_second())
 }
 
+/// CPU seconds used so far, read together at one moment: by the system under test, by the broker
+/// and by the whole machine (each `None` when it could not be read).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CpuSample {
+    pub system: Option<f64>,
+    pub broker: Option<f64>,
+    pub machine: Option<f64>,
+}
+
+impl CpuSample {
+    /// Samples the processes `system` and `broker` (when known) and the machine.
+    pub fn take(system: Option<libc::pid_t>, broker: Option<libc::pid_t>) -> CpuSample {
+        let of = |pid: Option<libc::pid_t>| pid.and_then(|pid| cpu_seconds(pid).ok());
+        CpuSample {
+            system: of(system),
+            broker: of(broker),
+            machine: machine_busy_seconds().ok(),
+        }
+    }
+}
+
+/// CPU seconds the whole machine has been busy since boot, summed over its cores: every state of
+/// the first line of `/proc/stat` but idle and iowait (steal included: a core another guest took
+/// was not free for this benchmark).
+pub fn machine_busy_seconds() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").context("read /proc/stat")?;
+    let line = stat.lines().next().unwrap_or_default();
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|t| {
+            t.parse()
+                .with_context(|| format!("unexpected /proc/stat: {line}"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let [user, nice, system, _idle, _iowait, irq, softirq, rest @ ..] = ticks.as_slice() else {
+        bail!("unexpected /proc/stat: {line}");
+    };
+    let steal = rest.first().copied().unwrap_or(0);
+    let busy = user + nice + system + irq + softirq + steal;
+    Ok(busy as f64 / clock_ticks_per_second())
+}
+
 /// Peak resident set size of the live process `pid` so far (`VmHWM` of `/proc/<pid>/status`), KiB.
 /// `None` once it has exited (a zombie has no memory map left).
 pub fn vm_hwm_kib(pid: libc::pid_t) -> Option<u64> {
@@ -231,6 +274,19 @@ fn clock_ticks_per_second() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn machine_busy_time_grows_while_this_process_works() {
+        let before = machine_busy_seconds().expect("machine busy time");
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < Duration::from_millis(300) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let after = machine_busy_seconds().expect("machine busy time");
+        // This thread alone kept one core busy for 0.3 s; ticks are 10 ms.
+        assert!(after - before >= 0.2, "{before} -> {after}");
+    }
 
     #[test]
     fn reads_own_cpu_time() {

@@ -36,6 +36,14 @@ pub struct ThroughputRun {
     pub mb_per_sec: Option<f64>,
     /// User + system CPU seconds of the system's process over the same window, per million records.
     pub cpu_per_million: Option<f64>,
+    /// The broker's CPU seconds over the same window, per million records (`None` when the broker
+    /// is not a local process): what the system's way of producing and committing costs it.
+    #[serde(default)]
+    pub broker_cpu_per_million: Option<f64>,
+    /// The whole machine's busy CPU seconds over the same window per second: how many of its cores
+    /// were in use (every process, the broker and the benchmark's reader included).
+    #[serde(default)]
+    pub machine_busy_cores: Option<f64>,
     /// User + system CPU seconds over the process's whole life (wait4), start-up and shutdown included.
     pub cpu_total_secs: Option<f64>,
     /// Peak resident set size (the last VmHWM read while the process was alive), MiB.
@@ -66,6 +74,8 @@ impl ThroughputRun {
             records_per_sec: None,
             mb_per_sec: None,
             cpu_per_million: None,
+            broker_cpu_per_million: None,
+            machine_busy_cores: None,
             cpu_total_secs: None,
             peak_rss_mib: None,
             first_output_secs: None,
@@ -355,13 +365,13 @@ impl Results {
     fn throughput_table(&self, md: &mut String, size: usize) {
         let _ = writeln!(
             md,
-            "### Throughput, {size} B records\n\n{} records, {} partitions; median of {} round(s); ratios are \"this system / Kafka Streams\" of this run's medians (below 1 is better for CPU and RSS).\n",
+            "### Throughput, {size} B records\n\n{} records, {} partitions; median of {} round(s); ratios are \"this system / Kafka Streams\" of this run's medians (below 1 is better for CPU and RSS). The broker's CPU and the machine's busy cores are over the same window: where they share the cores, work a system makes the broker do slows it too.\n",
             thousands(self.records),
             self.partitions,
             self.rounds
         );
-        md.push_str("| system | records/s | MB/s | CPU s per M records | peak RSS MiB | first output s | throughput vs Streams | CPU/record vs Streams | RSS vs Streams |\n");
-        md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        md.push_str("| system | records/s | MB/s | CPU s per M records | broker CPU s per M records | machine cores busy | peak RSS MiB | first output s | throughput vs Streams | CPU/record vs Streams | RSS vs Streams |\n");
+        md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         let streams_rate = self.median_of(size, System::Streams, |r| r.records_per_sec);
         let streams_cpu = self.median_of(size, System::Streams, |r| r.cpu_per_million);
         let streams_rss = self.median_of(size, System::Streams, |r| r.peak_rss_mib);
@@ -372,13 +382,21 @@ impl Results {
             let note = self.failed_note(size, system);
             let _ = writeln!(
                 md,
-                "| {}{note} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {}{note} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 system.label(),
                 opt(rate, |v| thousands(v.round() as u64)),
                 opt(self.median_of(size, system, |r| r.mb_per_sec), |v| format!(
                     "{v:.1}"
                 )),
                 opt(cpu, |v| format!("{v:.1}")),
+                opt(
+                    self.median_of(size, system, |r| r.broker_cpu_per_million),
+                    |v| format!("{v:.1}")
+                ),
+                opt(
+                    self.median_of(size, system, |r| r.machine_busy_cores),
+                    |v| format!("{v:.2}")
+                ),
                 opt(rss, |v| format!("{v:.0}")),
                 opt(
                     self.median_of(size, system, |r| r.first_output_secs),
@@ -558,8 +576,8 @@ impl Results {
 
     fn every_run(&self, md: &mut String) {
         md.push_str("<details><summary>Every run</summary>\n\n");
-        md.push_str("| round | size B | system | records/s | CPU s per M | CPU s whole life | peak RSS MiB | first output s | wall s | restart s, state intact / deleted | exit | error |\n");
-        md.push_str("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+        md.push_str("| round | size B | system | records/s | CPU s per M | broker CPU s per M | machine cores busy | CPU s whole life | peak RSS MiB | first output s | wall s | restart s, state intact / deleted | exit | error |\n");
+        md.push_str("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
         let throughput = self
             .throughput
             .iter()
@@ -576,12 +594,14 @@ impl Results {
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {restart} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {restart} | {} | {} |",
                 r.round,
                 r.size,
                 r.system.label(),
                 opt(r.records_per_sec, |v| thousands(v.round() as u64)),
                 opt(r.cpu_per_million, |v| format!("{v:.1}")),
+                opt(r.broker_cpu_per_million, |v| format!("{v:.1}")),
+                opt(r.machine_busy_cores, |v| format!("{v:.2}")),
                 opt(r.cpu_total_secs, |v| format!("{v:.1}")),
                 opt(r.peak_rss_mib, |v| format!("{v:.0}")),
                 opt(r.first_output_secs, |v| format!("{v:.1}")),

@@ -22,9 +22,10 @@ use anyhow::{bail, Context as _};
 
 use crate::cli::Options;
 use crate::kafka::{Kafka, Reader, ReaderPlan, ReaderReport, Values};
+use crate::listener;
 use crate::machine::Machine;
 use crate::payload;
-use crate::process::{cpu_seconds, Child};
+use crate::process::{cpu_seconds, Child, CpuSample};
 use crate::report::{self, LatencyRun, Results, ThroughputRun};
 use crate::stats::quantile;
 use crate::sweep::{self, SweepRun};
@@ -58,6 +59,8 @@ struct Load {
 struct Bench<'a> {
     options: &'a Options,
     kafka: Kafka,
+    /// The local broker process, when found: its CPU is sampled with each system's.
+    broker_pid: Option<libc::pid_t>,
     launcher: Launcher,
     run_id: String,
     dir: PathBuf,
@@ -87,9 +90,18 @@ pub fn benchmark(cli_options: &Options) -> anyhow::Result<()> {
     let kafka = Kafka::new(&options.bootstrap);
     kafka.check()?;
     let launcher = Launcher::prepare(&options)?;
+    let broker_pid = listener::broker_pid(&options.bootstrap);
+    match broker_pid {
+        Some(pid) => log::info!("broker: process {pid}, its CPU is measured with each system's"),
+        None => log::info!(
+            "no local process listens on {}: the broker's CPU is not measured",
+            options.bootstrap
+        ),
+    }
     let bench = Bench {
         options: &options,
         kafka,
+        broker_pid,
         launcher,
         run_id,
         dir,
@@ -535,6 +547,7 @@ impl Bench<'_> {
                 target: records,
                 window_start,
                 pid: Some(child.pid()),
+                broker_pid: self.broker_pid,
             },
         )?;
         let deadline = child.spawned_at() + Duration::from_secs(self.options.run_timeout_secs);
@@ -571,13 +584,13 @@ impl Bench<'_> {
         let rate = in_window / window;
         run.records_per_sec = Some(rate);
         run.mb_per_sec = Some(rate * run.size as f64 / 1e6);
-        run.cpu_per_million = match (start_cpu, done_cpu) {
-            (Some(start), Some(done)) => Some((done - start) / in_window * 1e6),
-            _ => {
-                log::warn!("no CPU sample of {} in the window", run.system.label());
-                None
-            }
-        };
+        let used = |of: fn(&CpuSample) -> Option<f64>| Some(of(&done_cpu)? - of(&start_cpu)?);
+        run.cpu_per_million = used(|s| s.system).map(|cpu| cpu / in_window * 1e6);
+        if run.cpu_per_million.is_none() {
+            log::warn!("no CPU sample of {} in the window", run.system.label());
+        }
+        run.broker_cpu_per_million = used(|s| s.broker).map(|cpu| cpu / in_window * 1e6);
+        run.machine_busy_cores = used(|s| s.machine).map(|cpu| cpu / window);
         run.first_output_secs = report
             .first_at
             .map(|t| t.duration_since(child.spawned_at()).as_secs_f64());
@@ -730,6 +743,7 @@ impl Bench<'_> {
                 target: 1 + warmup + run.expected,
                 window_start: 1,
                 pid: None,
+                broker_pid: None,
             },
         )?;
         let outcome = self.drive_latency(run, load, &reader, &child, input, warmup);
