@@ -191,12 +191,18 @@ fn producer_config(pipeline: &Pipeline) -> ClientConfig {
     // linger: at 20,000 records/s of 1 KiB, 1 ms instead of librdkafka's 5 took 6 ms off p50 and
     // 7 ms off p99, at the same CPU per record (docs/benchmarks.md).
     config.set("linger.ms", "1");
-    config.set(
-        "queue.buffering.max.kbytes",
-        queue_kbytes(pipeline.batch.max_bytes).to_string(),
-    );
     apply(&mut config, &pipeline.kafka.common);
     apply(&mut config, &pipeline.kafka.producer);
+    if config.get("queue.buffering.max.kbytes").is_none() {
+        let message_max_bytes = config
+            .get("message.max.bytes")
+            .and_then(|bytes| bytes.parse().ok())
+            .unwrap_or(MESSAGE_MAX_BYTES);
+        config.set(
+            "queue.buffering.max.kbytes",
+            queue_kbytes(message_max_bytes).to_string(),
+        );
+    }
     config.set("enable.idempotence", "true");
     if pipeline.transaction.guarantee == Guarantee::ExactlyOnce {
         config.set("transactional.id", pipeline.transactional_id());
@@ -204,14 +210,20 @@ fn producer_config(pipeline: &Pipeline) -> ClientConfig {
     config
 }
 
-/// The producer's queue bound (a default a user may override): outputs of about two batches, at
-/// least 16 MiB. librdkafka's own is 1 GiB, so a streamed batch's in-flight outputs could grow
-/// with record size times batch count; with the bound, producing waits for delivery reports
-/// (see `pipeline::sink`). It stays above `message.max.bytes`' default (1 MB): a single message
-/// larger than the queue bound could never be enqueued.
-fn queue_kbytes(batch_max_bytes: usize) -> usize {
-    const FLOOR: usize = 16 * 1024 * 1024;
-    batch_max_bytes.saturating_mul(2).max(FLOOR) / 1024
+/// librdkafka's default `message.max.bytes`.
+const MESSAGE_MAX_BYTES: usize = 1_000_000;
+
+/// The producer's queue bound (a default a user may override): 8 MiB of outputs in flight, or
+/// twice `message_max_bytes` if that is more (a single message larger than the queue bound could
+/// never be enqueued). librdkafka's own is 1 GiB, so a streamed batch's in-flight outputs could
+/// grow with record size times batch count; with the bound, producing waits for room (see
+/// `pipeline::sink`). The bound does not follow the batch: a streamed batch produces each chunk at
+/// once, so the queue only covers the produce round trips. Against two batches (32 MiB at the
+/// defaults) it took 4-10 MiB off peak RSS at 1 KiB at the same rate; 4 MiB cost rate, through
+/// smaller produce requests (docs/benchmarks.md, issue 13 part 7).
+fn queue_kbytes(message_max_bytes: usize) -> usize {
+    const BOUND: usize = 8 * 1024 * 1024;
+    message_max_bytes.saturating_mul(2).max(BOUND) / 1024
 }
 
 fn apply(config: &mut ClientConfig, properties: &[(String, String)]) {
@@ -280,9 +292,22 @@ mod tests {
     }
 
     #[test]
-    fn the_producer_queue_holds_two_batches_at_least_16_mib() {
-        assert_eq!(queue_kbytes(16 * 1024 * 1024), 32 * 1024);
-        assert_eq!(queue_kbytes(1024), 16 * 1024);
-        assert_eq!(queue_kbytes(1 << 30), 2 * 1024 * 1024);
+    fn the_producer_queue_holds_8_mib_or_two_of_the_largest_messages() {
+        assert_eq!(queue_kbytes(1_000_000), 8 * 1024);
+        assert_eq!(queue_kbytes(20 * 1024 * 1024), 40 * 1024);
+        let queue = |properties| {
+            producer_config(&pipeline(properties))
+                .get("queue.buffering.max.kbytes")
+                .map(str::to_string)
+        };
+        assert_eq!(queue(""), Some("8192".to_string()));
+        assert_eq!(
+            queue(r#""message.max.bytes" = "10485760""#),
+            Some("20480".to_string())
+        );
+        assert_eq!(
+            queue(r#""queue.buffering.max.kbytes" = "1024""#),
+            Some("1024".to_string())
+        );
     }
 }

@@ -105,10 +105,16 @@ impl DeliveryTracker {
         self.pending() == 0
     }
 
-    /// Waits up to `timeout` for the next report (when librdkafka's queue is full).
-    pub fn wait_for_report(&self, timeout: Duration) {
+    /// Waits up to `timeout` for room in librdkafka's full queue: until a quarter of the messages
+    /// in flight now (at least one) are reported. Waiting for the next report only would wake the
+    /// pipeline thread once per delivered message while the queue stays full: a report frees room
+    /// for one message, the next send fills it again.
+    pub fn wait_for_room(&self, timeout: Duration) {
         let seen = self.reported.load(SeqCst);
-        drop(self.wait_while(timeout, |_, _| self.reported.load(SeqCst) == seen));
+        let room = (self.pending() / 4).max(1);
+        drop(self.wait_while(timeout, |_, _| {
+            self.reported.load(SeqCst) < seen.saturating_add(room)
+        }));
     }
 
     /// The first failed delivery of the current attempt, if any.
@@ -282,16 +288,41 @@ mod tests {
         assert_eq!(tracker.pending(), 1);
     }
 
+    /// Waits until some thread waits on `tracker`.
+    fn until_waited_on(tracker: &DeliveryTracker) {
+        while tracker.waiters.load(SeqCst) == 0 {
+            thread::yield_now();
+        }
+    }
+
     #[test]
-    fn a_full_queue_waits_for_the_next_report_only() {
-        let tracker = tracker_with_sent(5);
-        let reporter = {
+    fn a_full_queue_waits_for_a_quarter_of_the_messages_in_flight() {
+        let tracker = tracker_with_sent(100);
+        let waiter = {
             let tracker = Arc::clone(&tracker);
-            thread::spawn(move || tracker.report(None, None))
+            thread::spawn(move || tracker.wait_for_room(NEVER))
         };
-        tracker.wait_for_report(NEVER);
-        reporter.join().ok();
-        assert_eq!(tracker.wait(Duration::ZERO), Deliveries::Pending(4));
+        until_waited_on(&tracker);
+        (0..24).for_each(|_| tracker.report(None, None));
+        // 24 reports are not room enough (a waiter woken by each would have returned by now).
+        thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished());
+        tracker.report(None, None);
+        waiter.join().ok();
+        assert_eq!(tracker.wait(Duration::ZERO), Deliveries::Pending(75));
+        // With fewer than four in flight, one report is room enough.
+        let tracker = tracker_with_sent(3);
+        let waiter = {
+            let tracker = Arc::clone(&tracker);
+            thread::spawn(move || tracker.wait_for_room(NEVER))
+        };
+        until_waited_on(&tracker);
+        tracker.report(None, None);
+        waiter.join().ok();
+        assert_eq!(tracker.wait(Duration::ZERO), Deliveries::Pending(2));
+        // Nothing in flight (the queue is full of another client's messages): the wait times out.
+        let idle = DeliveryTracker::default();
+        idle.wait_for_room(Duration::from_millis(10));
     }
 
     #[test]

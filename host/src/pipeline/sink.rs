@@ -256,7 +256,7 @@ fn dead_letter_headers(
     headers
 }
 
-/// How long a full queue waits for a delivery report before trying again.
+/// How long a full queue waits for room (see `DeliveryTracker::wait_for_room`) before trying again.
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(100);
 
 /// Enqueues one message, waiting for room when librdkafka's queue is full.
@@ -271,7 +271,7 @@ pub(crate) fn send<'a>(
                 return Ok(());
             }
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                producer.context().wait_for_report(QUEUE_FULL_WAIT);
+                producer.context().wait_for_room(QUEUE_FULL_WAIT);
                 message = returned;
             }
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::UnknownPartition), returned)) => {
