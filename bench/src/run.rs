@@ -585,11 +585,12 @@ impl Bench<'_> {
         run.records_per_sec = Some(rate);
         run.mb_per_sec = Some(rate * run.size as f64 / 1e6);
         let used = |of: fn(&CpuSample) -> Option<f64>| Some(of(&done_cpu)? - of(&start_cpu)?);
-        run.cpu_per_million = used(|s| s.system).map(|cpu| cpu / in_window * 1e6);
+        let per_million = |cpu: f64| cpu / in_window * 1e6;
+        run.cpu_per_million = used(|s| s.system).map(per_million);
         if run.cpu_per_million.is_none() {
             log::warn!("no CPU sample of {} in the window", run.system.label());
         }
-        run.broker_cpu_per_million = used(|s| s.broker).map(|cpu| cpu / in_window * 1e6);
+        run.broker_cpu_per_million = used(|s| s.broker).map(per_million);
         run.machine_busy_cores = used(|s| s.machine).map(|cpu| cpu / window);
         run.first_output_secs = report
             .first_at

@@ -219,7 +219,7 @@ const MESSAGE_MAX_BYTES: usize = 1_000_000;
 /// grow with record size times batch count; with the bound, producing waits for room (see
 /// `pipeline::sink`). The bound does not follow the batch: a streamed batch produces each chunk at
 /// once, so the queue only covers the produce round trips. Against two batches (32 MiB at the
-/// defaults) it took 4-10 MiB off peak RSS at 1 KiB at the same rate; 4 MiB cost rate, through
+/// defaults) it took 3-10 MiB off peak RSS at 1 KiB at the same rate; 4 MiB cost rate, through
 /// smaller produce requests (docs/benchmarks.md, issue 13 part 7).
 fn queue_kbytes(message_max_bytes: usize) -> usize {
     const BOUND: usize = 8 * 1024 * 1024;
