@@ -78,7 +78,8 @@ pub struct Options {
     /// librdkafka property for txform's consumer (and the plain copier's), `key=value`
     /// (repeatable; giving any replaces all the defaults). The defaults keep librdkafka's prefetch
     /// small (RSS) and stop it from pausing a partition's fetches for a whole second whenever the
-    /// small queue is full (fetch.queue.backoff.ms defaults to 1000).
+    /// small queue is full (fetch.queue.backoff.ms defaults to 1000); the fetch size per partition
+    /// is txform's own default, given to the plain copier too so both hold the same fetch buffers.
     #[arg(
         long = "txform-consumer",
         value_name = "KEY=VALUE",
@@ -86,19 +87,24 @@ pub struct Options {
             "fetch.queue.backoff.ms=5".to_string(),
             "queued.max.messages.kbytes=4096".to_string(),
             "queued.min.messages=10000".to_string(),
+            "max.partition.fetch.bytes=262144".to_string(),
         ]
     )]
     pub txform_consumer: Vec<String>,
 
     /// librdkafka property for txform's producer (and the plain copier's), `key=value`
-    /// (repeatable; giving any replaces the default). The default retries AddPartitionsToTxn
+    /// (repeatable; giving any replaces the defaults). The first default retries AddPartitionsToTxn
     /// after 5 ms instead of 100 ms: the coordinator answers CONCURRENT_TRANSACTIONS while the
     /// previous transaction's markers are being written, so the default cost every transaction
-    /// about 100 ms (the Java producer uses 20 ms for this retry).
+    /// about 100 ms (the Java producer uses 20 ms for this retry). `message.copy.max.bytes` is
+    /// txform's own default, given to the plain copier too so neither copies a large value twice.
     #[arg(
         long = "txform-producer",
         value_name = "KEY=VALUE",
-        default_values_t = ["retry.backoff.ms=5".to_string()]
+        default_values_t = [
+            "retry.backoff.ms=5".to_string(),
+            "message.copy.max.bytes=256".to_string(),
+        ]
     )]
     pub txform_producer: Vec<String>,
 

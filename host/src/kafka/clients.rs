@@ -104,6 +104,10 @@ fn consumer_config(pipeline: &Pipeline) -> ClientConfig {
     let fetch = FetchDefaults::for_batch_wait(pipeline.batch.max_wait);
     config.set("fetch.min.bytes", fetch.min_bytes.to_string());
     config.set("fetch.wait.max.ms", fetch.wait_max_ms.to_string());
+    config.set(
+        "max.partition.fetch.bytes",
+        FetchDefaults::PARTITION_BYTES.to_string(),
+    );
     apply(&mut config, &pipeline.kafka.common);
     apply(&mut config, &pipeline.kafka.consumer);
     config
@@ -158,6 +162,13 @@ impl Prefetch {
 /// 21.7 CPU s per million records with these left alone, 11.0 with them, same p50/p99 latency; see
 /// docs/benchmarks.md). A fetch waits at most a fifth of the batch interval for more bytes: a
 /// record waits for the rest of its batch anyway, so this adds no latency a reader can see.
+///
+/// A fetch also asks for at most [`FetchDefaults::PARTITION_BYTES`] per partition: librdkafka
+/// receives each response into one buffer that lives until the last of its records is destroyed,
+/// so its 1 MiB per partition made the fetch buffers a fifth of the host's peak heap. At 256 KiB,
+/// peak RSS fell by 12-15 MiB at 1 KiB and at 100 B at the same rate, and 128 or 64 KiB took off
+/// nothing more (docs/benchmarks.md, issue 13 part 8). A record batch larger than the bound is
+/// still returned whole, so large records keep flowing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FetchDefaults {
     min_bytes: u32,
@@ -170,6 +181,8 @@ impl FetchDefaults {
     const MIN_BYTES: u32 = 256 * 1024;
     /// librdkafka's default, the upper bound for long batch intervals.
     const MAX_WAIT_MS: u64 = 500;
+    /// The most bytes a fetch asks for per partition (librdkafka's default is 1 MiB).
+    const PARTITION_BYTES: u32 = 256 * 1024;
 
     fn for_batch_wait(max_wait: std::time::Duration) -> FetchDefaults {
         let fifth = u64::try_from(max_wait.as_millis() / 5).unwrap_or(u64::MAX);
@@ -191,6 +204,7 @@ fn producer_config(pipeline: &Pipeline) -> ClientConfig {
     // linger: at 20,000 records/s of 1 KiB, 1 ms instead of librdkafka's 5 took 6 ms off p50 and
     // 7 ms off p99, at the same CPU per record (docs/benchmarks.md).
     config.set("linger.ms", "1");
+    config.set("message.copy.max.bytes", MESSAGE_COPY_MAX_BYTES.to_string());
     apply(&mut config, &pipeline.kafka.common);
     apply(&mut config, &pipeline.kafka.producer);
     if config.get("queue.buffering.max.kbytes").is_none() {
@@ -209,6 +223,14 @@ fn producer_config(pipeline: &Pipeline) -> ClientConfig {
     }
     config
 }
+
+/// The largest output value librdkafka copies into a produce request (a default a user may
+/// override); a larger one is sent from the message's own buffer. librdkafka's default, 64 KiB,
+/// copies every output of a usual pipeline twice: into the message, then into the request, which
+/// holds a second copy of everything in flight. At 1 KiB, 256 B took 2-5 MiB off peak RSS and
+/// raised the rate in each of five alternating rounds, at 0.1-0.4 CPU s per million records less;
+/// at 100 B, which is still copied, nothing moved (docs/benchmarks.md, issue 13 part 8).
+const MESSAGE_COPY_MAX_BYTES: usize = 256;
 
 /// librdkafka's default `message.max.bytes`.
 const MESSAGE_MAX_BYTES: usize = 1_000_000;
@@ -234,7 +256,7 @@ fn apply(config: &mut ClientConfig, properties: &[(String, String)]) {
 
 #[cfg(test)]
 mod tests {
-    use super::{producer_config, queue_kbytes, FetchDefaults, Prefetch};
+    use super::{consumer_config, producer_config, queue_kbytes, FetchDefaults, Prefetch};
     use crate::config::tests::{parse_ok, MINIMAL};
     use std::time::Duration;
 
@@ -250,6 +272,26 @@ mod tests {
             producer_config(&pipeline(r#""linger.ms" = "20""#)).get("linger.ms"),
             Some("20")
         );
+    }
+
+    #[test]
+    fn fetch_and_copy_sizes_default_to_256_kib_and_256_b_unless_the_file_says_otherwise() {
+        let cases = [
+            ("consumer", "max.partition.fetch.bytes", "262144", "1048576"),
+            ("producer", "message.copy.max.bytes", "256", "65535"),
+        ];
+        for (client, key, default, own) in cases {
+            let config = |properties: &str| {
+                let file = parse_ok(&format!("{MINIMAL}[kafka.{client}]\n{properties}\n"));
+                match client {
+                    "consumer" => consumer_config(&file),
+                    _ => producer_config(&file),
+                }
+            };
+            assert_eq!(config("").get(key), Some(default), "{key}");
+            let own_value = format!("\"{key}\" = \"{own}\"");
+            assert_eq!(config(&own_value).get(key), Some(own), "{key}");
+        }
     }
 
     #[test]
