@@ -4,6 +4,7 @@
 //! on are set here, last, and the config module refuses user values for them.
 
 use anyhow::Context as _;
+use prometheus_client::metrics::counter::Counter;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::ThreadedProducer;
@@ -49,11 +50,16 @@ pub fn build_consumer(pipeline: &Pipeline, me: Incarnation) -> anyhow::Result<Co
 }
 
 /// A transactional producer whose id is stable per instance, so a restarted instance fences its dead
-/// predecessor (and aborts its open transaction) at `init_transactions`.
-pub fn build_producer(pipeline: &Pipeline, me: Incarnation) -> anyhow::Result<Producer> {
+/// predecessor (and aborts its open transaction) at `init_transactions`. Each wait for room in its
+/// full queue counts in `queue_full_waits`.
+pub fn build_producer(
+    pipeline: &Pipeline,
+    me: Incarnation,
+    queue_full_waits: Counter,
+) -> anyhow::Result<Producer> {
     producer_config(pipeline)
         .set("client.id", me.client_id(&pipeline.transactional_id()))
-        .create_with_context(DeliveryTracker::default())
+        .create_with_context(DeliveryTracker::counting_queue_full_waits(queue_full_waits))
         .context("cannot create the Kafka producer")
 }
 

@@ -13,6 +13,8 @@ use rdkafka::message::Message as _;
 use rdkafka::producer::{DeliveryResult, ProducerContext};
 use rdkafka::ClientContext;
 
+use prometheus_client::metrics::counter::Counter;
+
 use super::client_log::ClientLog;
 
 /// What the delivery reports of the current attempt left besides their count. Reports are served
@@ -50,6 +52,8 @@ pub struct DeliveryTracker {
     watching: AtomicBool,
     /// Topics whose delivered offsets are kept (changelogs: the local store records how far it is).
     watched: Mutex<HashSet<String>>,
+    /// Waits for room in a full queue (`txform_producer_queue_full_waits_total` when served).
+    queue_full_waits: Counter,
 }
 
 /// Where the deliveries of an attempt stand.
@@ -64,6 +68,14 @@ pub enum Deliveries {
 }
 
 impl DeliveryTracker {
+    /// A tracker that counts its waits for room in `queue_full_waits`.
+    pub fn counting_queue_full_waits(queue_full_waits: Counter) -> DeliveryTracker {
+        DeliveryTracker {
+            queue_full_waits,
+            ..DeliveryTracker::default()
+        }
+    }
+
     /// Forgets the previous attempt; called when a new attempt begins (after the previous one's
     /// commit or abort, which wait for all its reports).
     pub fn clear(&self) {
@@ -110,6 +122,7 @@ impl DeliveryTracker {
     /// pipeline thread once per delivered message while the queue stays full: a report frees room
     /// for one message, the next send fills it again.
     pub fn wait_for_room(&self, timeout: Duration) {
+        self.queue_full_waits.inc();
         let seen = self.reported.load(SeqCst);
         let room = (self.pending() / 4).max(1);
         drop(self.wait_while(timeout, |_, _| {
@@ -321,8 +334,12 @@ mod tests {
         waiter.join().ok();
         assert_eq!(tracker.wait(Duration::ZERO), Deliveries::Pending(2));
         // Nothing in flight (the queue is full of another client's messages): the wait times out.
-        let idle = DeliveryTracker::default();
+        // Every wait counts, whether room came or the time ran out.
+        let waits = Counter::default();
+        let idle = DeliveryTracker::counting_queue_full_waits(waits.clone());
         idle.wait_for_room(Duration::from_millis(10));
+        idle.wait_for_room(Duration::from_millis(1));
+        assert_eq!(waits.get(), 2);
     }
 
     #[test]

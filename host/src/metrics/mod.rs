@@ -88,6 +88,7 @@ pub struct Metrics {
     pub transactions_committed: Counter,
     pub transactions_aborted: Family<CauseLabel, Counter>,
     pub retries: Counter,
+    pub producer_queue_full_waits: Counter,
     pub transaction_duration: HistogramFamily<OutcomeLabel>,
     pub plugin_call_duration: HistogramFamily<StageLabel>,
     pub batch_records: Histogram,
@@ -120,6 +121,7 @@ impl Metrics {
             transactions_committed: Counter::default(),
             transactions_aborted: Family::default(),
             retries: Counter::default(),
+            producer_queue_full_waits: Counter::default(),
             transaction_duration: Family::new_with_constructor(seconds_histogram),
             plugin_call_duration: Family::new_with_constructor(seconds_histogram),
             batch_records: Histogram::new(exponential_buckets(1.0, 2.0, 18)),
@@ -138,6 +140,7 @@ impl Metrics {
             ("records_skipped", "Source records committed without output after failing (errors.on_failure = \"skip\")", &metrics.records_skipped),
             ("transactions_committed", "Committed transactions (offset commits in at-least-once mode)", &metrics.transactions_committed),
             ("retries", "Batches retried after a failure caused by their records", &metrics.retries),
+            ("producer_queue_full_waits", "Waits for room in the producer's full queue (queue.buffering.max.kbytes or .messages): outputs were produced faster than Kafka took them", &metrics.producer_queue_full_waits),
             ("state_restore_records", "Changelog records read while restoring state stores", &metrics.state_restore_records),
         ];
         for (name, help, counter) in counters {

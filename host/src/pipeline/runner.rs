@@ -102,11 +102,12 @@ impl Clients {
     /// (which fences any older holder of the transactional id and aborts its open transaction).
     /// Joining comes first so that whoever this fences finds this process in the group. Positions
     /// start from the group's committed offsets.
-    fn start(pipeline: &Pipeline, stop: &AtomicBool) -> Result<Clients, End> {
+    fn start(pipeline: &Pipeline, stop: &AtomicBool, metrics: &Metrics) -> Result<Clients, End> {
         let me = Incarnation::current();
         let startup = |e: anyhow::Error| End::Failed(RunError::Startup(e));
         let consumer = build_consumer(pipeline, me).map_err(startup)?;
-        let producer = build_producer(pipeline, me).map_err(startup)?;
+        let queue_full_waits = metrics.producer_queue_full_waits.clone();
+        let producer = build_producer(pipeline, me, queue_full_waits).map_err(startup)?;
         let topics: Vec<&str> = pipeline.source.topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&topics)
@@ -216,7 +217,7 @@ fn run_until_stopped(
     let result = loop {
         // The clients stay alive while a fence is answered: the producer is asked whether it
         // still holds the epoch.
-        let (reason, clients, member_id) = match Clients::start(pipeline, stop) {
+        let (reason, clients, member_id) = match Clients::start(pipeline, stop, &metrics) {
             Ok(clients) => {
                 log::info!("txform running as {}", pipeline.transactional_id());
                 let end = Copier::new(

@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use txform_tests::scrape::{get, metrics_address, Answer, Metrics};
+use txform_tests::scrape::{get, metrics_address, Metrics};
 use txform_tests::{
-    bootstrap, committed_totals, passthrough_config, produce, standard_inputs, table,
-    wait_for_committed, Plugin, TestEnv,
+    assert_output_without_aborts, bootstrap, committed_totals, passthrough_config, produce,
+    standard_inputs, table, wait_for_committed, Plugin, TestEnv,
 };
 
 use crate::{EXIT_TIMEOUT, PROCESS_TIMEOUT};
@@ -20,11 +20,11 @@ use crate::{EXIT_TIMEOUT, PROCESS_TIMEOUT};
 const SETTLE: Duration = Duration::from_secs(15);
 
 /// Polls `probe` until its answer satisfies `done`, returning that answer.
-fn eventually(
+fn eventually<T: std::fmt::Debug>(
     what: &str,
-    mut probe: impl FnMut() -> Option<Answer>,
-    done: impl Fn(&Answer) -> bool,
-) -> Answer {
+    mut probe: impl FnMut() -> Option<T>,
+    done: impl Fn(&T) -> bool,
+) -> T {
     let started = Instant::now();
     let mut last = None;
     while started.elapsed() < SETTLE {
@@ -82,6 +82,7 @@ fn counters_equal_the_records_copied_exactly() {
         ("txform_records_produced_total", N as f64),
         ("txform_transactions_committed_total", transactions),
         ("txform_retries_total", 0.0),
+        ("txform_producer_queue_full_waits_total", 0.0),
         ("txform_records_dead_lettered_total", 0.0),
         ("txform_records_skipped_total", 0.0),
         ("txform_batch_records_count", transactions),
@@ -161,6 +162,41 @@ fn counters_equal_the_records_copied_exactly() {
 
     txform.terminate();
     txform.expect_exit_code(0, EXIT_TIMEOUT);
+}
+
+/// A producer queue of 10 messages fills on every chunk: producing waits for room (counted), and
+/// every record is still copied exactly once, in order, with no failed attempt.
+#[test]
+fn a_full_producer_queue_waits_for_room_and_loses_nothing() {
+    const N: u64 = 3000;
+    let env = TestEnv::new("queue-full");
+    let input = env.create_topic("in", 2);
+    let output = env.create_topic("out", 2);
+    let produced = produce(&input, &standard_inputs(N, 2));
+    let pipeline = env
+        .pipeline(&[&input], &output)
+        .transform("copy", Plugin::passthrough(), passthrough_config())
+        .producer_property("queue.buffering.max.messages", 10)
+        .metrics(60);
+    let mut txform = env.spawn(&pipeline, "0");
+    let address = metrics_address(&mut txform, PROCESS_TIMEOUT);
+    wait_for_committed(&output, N as usize, PROCESS_TIMEOUT);
+    let m = eventually(
+        "every record counted",
+        || Some(Metrics::scrape(address)),
+        |m| m.get("txform_records_consumed_total") == N as f64,
+    );
+    let waits = m.get("txform_producer_queue_full_waits_total");
+    assert!(waits >= 1.0, "producing never waited for room: {waits}");
+    for key in ["txform_retries_total", "txform_records_dead_lettered_total"] {
+        assert_eq!(m.get(key), 0.0, "{key}");
+    }
+    assert_eq!(m.get("txform_records_produced_total"), N as f64);
+    txform.terminate();
+    txform.expect_exit_code(0, EXIT_TIMEOUT);
+    assert_output_without_aborts(&produced, &output);
+    let totals = committed_totals(&txform.log());
+    assert_eq!((totals.records_in, totals.records_out), (N, N));
 }
 
 /// Forwards connections to the broker once opened: until then the address refuses them, as a
