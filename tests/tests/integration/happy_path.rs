@@ -3,8 +3,8 @@
 //! stops the instance cleanly.
 
 use txform_tests::{
-    assert_output_without_aborts, by_partition, committed_offsets, committed_totals, end_offsets,
-    passthrough_config, produce, standard_inputs, wait_for_committed, Plugin, TestEnv,
+    assert_output_without_aborts, big_value, by_partition, committed_offsets, committed_totals,
+    end_offsets, passthrough_config, produce, standard_inputs, wait_for_committed, Plugin, TestEnv,
 };
 
 use crate::{EXIT_TIMEOUT, PROCESS_TIMEOUT};
@@ -81,4 +81,37 @@ fn copies_every_record_exactly_once_in_order() {
         "no error on a clean stop: {:?}",
         txform.error_messages()
     );
+}
+
+/// Values of 600 KiB, more than a fetch asks for per partition (256 KiB by default) and far above
+/// the size librdkafka copies into a produce request (256 B), among small ones: each large record
+/// is still fetched whole and every record is copied exactly once, in order.
+#[test]
+fn records_larger_than_a_fetch_per_partition_are_copied_exactly() {
+    const N: u64 = 40;
+    const LARGE: usize = 600 * 1024;
+    let env = TestEnv::new("large");
+    let input = env.create_topic("in", 2);
+    let output = env.create_topic("out", 2);
+    let mut inputs = standard_inputs(N, 2);
+    for (id, spec) in inputs.iter_mut().enumerate().step_by(4) {
+        spec.value = Some(big_value(id as u64, LARGE));
+    }
+    let produced = produce(&input, &inputs);
+    let pipeline = env.pipeline(&[&input], &output).transform(
+        "copy",
+        Plugin::passthrough(),
+        passthrough_config(),
+    );
+    let mut txform = env.spawn(&pipeline, "0");
+    wait_for_committed(&output, N as usize, PROCESS_TIMEOUT);
+    txform.terminate();
+    txform.expect_exit_code(0, EXIT_TIMEOUT);
+    assert_output_without_aborts(&produced, &output);
+    let large = produced
+        .iter()
+        .filter(|r| r.value.as_ref().is_some_and(|v| v.len() == LARGE));
+    assert_eq!(large.count(), 10);
+    let totals = committed_totals(&txform.log());
+    assert_eq!((totals.records_in, totals.records_out), (N, N));
 }
