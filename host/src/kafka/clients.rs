@@ -172,7 +172,7 @@ impl Prefetch {
 /// A fetch also asks for at most [`FetchDefaults::PARTITION_BYTES`] per partition: librdkafka
 /// receives each response into one buffer that lives until the last of its records is destroyed,
 /// so its 1 MiB per partition made the fetch buffers a fifth of the host's peak heap. At 256 KiB,
-/// peak RSS fell by 12-15 MiB at 1 KiB and at 100 B at the same rate, and 128 or 64 KiB took off
+/// peak RSS fell by 11-16 MiB at 1 KiB and at 100 B at the same rate, and 128 or 64 KiB took off
 /// nothing more (docs/benchmarks.md, issue 13 part 8). A record batch larger than the bound is
 /// still returned whole, so large records keep flowing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,8 +234,8 @@ fn producer_config(pipeline: &Pipeline) -> ClientConfig {
 /// override); a larger one is sent from the message's own buffer. librdkafka's default, 64 KiB,
 /// copies every output of a usual pipeline twice: into the message, then into the request, which
 /// holds a second copy of everything in flight. At 1 KiB, 256 B took 2-5 MiB off peak RSS and
-/// raised the rate in each of five alternating rounds, at 0.1-0.4 CPU s per million records less;
-/// at 100 B, which is still copied, nothing moved (docs/benchmarks.md, issue 13 part 8).
+/// raised the rate in each of five alternating rounds, at 0.2-0.5 CPU s per million records less;
+/// at 100 B both settings copy, so the same code runs (docs/benchmarks.md, issue 13 part 8).
 const MESSAGE_COPY_MAX_BYTES: usize = 256;
 
 /// librdkafka's default `message.max.bytes`.
