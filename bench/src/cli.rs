@@ -78,8 +78,7 @@ pub struct Options {
     /// librdkafka property for txform's consumer (and the plain copier's), `key=value`
     /// (repeatable; giving any replaces all the defaults). The defaults keep librdkafka's prefetch
     /// small (RSS) and stop it from pausing a partition's fetches for a whole second whenever the
-    /// small queue is full (fetch.queue.backoff.ms defaults to 1000); the fetch size per partition
-    /// is txform's own default, given to the plain copier too so both hold the same fetch buffers.
+    /// small queue is full (fetch.queue.backoff.ms defaults to 1000).
     #[arg(
         long = "txform-consumer",
         value_name = "KEY=VALUE",
@@ -87,7 +86,6 @@ pub struct Options {
             "fetch.queue.backoff.ms=5".to_string(),
             "queued.max.messages.kbytes=4096".to_string(),
             "queued.min.messages=10000".to_string(),
-            "max.partition.fetch.bytes=262144".to_string(),
         ]
     )]
     pub txform_consumer: Vec<String>,

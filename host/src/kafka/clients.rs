@@ -110,10 +110,6 @@ fn consumer_config(pipeline: &Pipeline) -> ClientConfig {
     let fetch = FetchDefaults::for_batch_wait(pipeline.batch.max_wait);
     config.set("fetch.min.bytes", fetch.min_bytes.to_string());
     config.set("fetch.wait.max.ms", fetch.wait_max_ms.to_string());
-    config.set(
-        "max.partition.fetch.bytes",
-        FetchDefaults::PARTITION_BYTES.to_string(),
-    );
     apply(&mut config, &pipeline.kafka.common);
     apply(&mut config, &pipeline.kafka.consumer);
     config
@@ -168,13 +164,6 @@ impl Prefetch {
 /// 21.7 CPU s per million records with these left alone, 11.0 with them, same p50/p99 latency; see
 /// docs/benchmarks.md). A fetch waits at most a fifth of the batch interval for more bytes: a
 /// record waits for the rest of its batch anyway, so this adds no latency a reader can see.
-///
-/// A fetch also asks for at most [`FetchDefaults::PARTITION_BYTES`] per partition: librdkafka
-/// receives each response into one buffer that lives until the last of its records is destroyed,
-/// so its 1 MiB per partition made the fetch buffers a fifth of the host's peak heap. At 256 KiB,
-/// peak RSS fell by 11-16 MiB at 1 KiB and at 100 B at the same rate, and 128 or 64 KiB took off
-/// nothing more (docs/benchmarks.md, issue 13 part 8). A record batch larger than the bound is
-/// still returned whole, so large records keep flowing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FetchDefaults {
     min_bytes: u32,
@@ -187,8 +176,6 @@ impl FetchDefaults {
     const MIN_BYTES: u32 = 256 * 1024;
     /// librdkafka's default, the upper bound for long batch intervals.
     const MAX_WAIT_MS: u64 = 500;
-    /// The most bytes a fetch asks for per partition (librdkafka's default is 1 MiB).
-    const PARTITION_BYTES: u32 = 256 * 1024;
 
     fn for_batch_wait(max_wait: std::time::Duration) -> FetchDefaults {
         let fifth = u64::try_from(max_wait.as_millis() / 5).unwrap_or(u64::MAX);
@@ -262,7 +249,7 @@ fn apply(config: &mut ClientConfig, properties: &[(String, String)]) {
 
 #[cfg(test)]
 mod tests {
-    use super::{consumer_config, producer_config, queue_kbytes, FetchDefaults, Prefetch};
+    use super::{producer_config, queue_kbytes, FetchDefaults, Prefetch};
     use crate::config::tests::{parse_ok, MINIMAL};
     use std::time::Duration;
 
@@ -281,23 +268,14 @@ mod tests {
     }
 
     #[test]
-    fn fetch_and_copy_sizes_default_to_256_kib_and_256_b_unless_the_file_says_otherwise() {
-        let cases = [
-            ("consumer", "max.partition.fetch.bytes", "262144", "1048576"),
-            ("producer", "message.copy.max.bytes", "256", "65535"),
-        ];
-        for (client, key, default, own) in cases {
-            let config = |properties: &str| {
-                let file = parse_ok(&format!("{MINIMAL}[kafka.{client}]\n{properties}\n"));
-                match client {
-                    "consumer" => consumer_config(&file),
-                    _ => producer_config(&file),
-                }
-            };
-            assert_eq!(config("").get(key), Some(default), "{key}");
-            let own_value = format!("\"{key}\" = \"{own}\"");
-            assert_eq!(config(&own_value).get(key), Some(own), "{key}");
-        }
+    fn outputs_above_256_bytes_are_sent_from_their_own_buffer_unless_the_file_says_otherwise() {
+        let copy_max = |properties| producer_config(&pipeline(properties));
+        let key = "message.copy.max.bytes";
+        assert_eq!(copy_max("").get(key), Some("256"));
+        assert_eq!(
+            copy_max(r#""message.copy.max.bytes" = "65535""#).get(key),
+            Some("65535")
+        );
     }
 
     #[test]

@@ -83,9 +83,10 @@ fn copies_every_record_exactly_once_in_order() {
     );
 }
 
-/// Values of 600 KiB, more than a fetch asks for per partition (256 KiB by default) and far above
-/// the size librdkafka copies into a produce request (256 B), among small ones: each large record
-/// is still fetched whole and every record is copied exactly once, in order.
+/// Values of 600 KiB, more than a fetch asks for per partition (set to 256 KiB here, as a pipeline
+/// short of memory may) and far above the size librdkafka copies into a produce request (256 B),
+/// among small ones: each large record is still fetched whole and every record is copied exactly
+/// once, in order.
 #[test]
 fn records_larger_than_a_fetch_per_partition_are_copied_exactly() {
     const N: u64 = 40;
@@ -98,11 +99,10 @@ fn records_larger_than_a_fetch_per_partition_are_copied_exactly() {
         spec.value = Some(big_value(id as u64, LARGE));
     }
     let produced = produce(&input, &inputs);
-    let pipeline = env.pipeline(&[&input], &output).transform(
-        "copy",
-        Plugin::passthrough(),
-        passthrough_config(),
-    );
+    let pipeline = env
+        .pipeline(&[&input], &output)
+        .transform("copy", Plugin::passthrough(), passthrough_config())
+        .consumer_property("max.partition.fetch.bytes", 256 * 1024);
     let mut txform = env.spawn(&pipeline, "0");
     wait_for_committed(&output, N as usize, PROCESS_TIMEOUT);
     txform.terminate();
