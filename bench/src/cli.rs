@@ -271,6 +271,15 @@ pub struct CopyArgs {
     /// An idempotent producer (what exactly-once's producer pays, without transactions).
     #[arg(long)]
     pub idempotent: bool,
+    /// Copy exactly once: one transaction per interval (the least an exactly-once copy needs).
+    #[arg(long)]
+    pub transactional: bool,
+    /// With `--transactional`: a transaction commits this long after its first record.
+    #[arg(long, default_value_t = 100)]
+    pub interval_ms: u64,
+    /// With `--transactional`: a transaction commits after this many records at the latest.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_records: u64,
 }
 
 /// Splits `key=value`.

@@ -10,6 +10,7 @@
 //! system still runs end to end, and asserts nothing about timings.
 
 mod baseline;
+mod baseline_eos;
 mod cli;
 mod kafka;
 mod listener;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
         .init();
     let cli = cli::Cli::parse();
     let result = match cli.command {
+        Some(cli::Command::Copy(args)) if args.transactional => baseline_eos::run(&args),
         Some(cli::Command::Copy(args)) => baseline::run(&args),
         None => run::benchmark(&cli.options),
     };

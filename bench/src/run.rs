@@ -383,7 +383,7 @@ impl Bench<'_> {
             }
         }
         if o.steady_rate > 0 {
-            // The target's subject and its physical floor.
+            // The target's subject and its floors (plain, and exactly-once).
             let load = Load {
                 tag: "steady",
                 rate: o.steady_rate,
@@ -391,11 +391,12 @@ impl Bench<'_> {
                 warmup_secs: o.latency_warmup_secs,
                 size: o.latency_size,
             };
-            for system in paced
-                .iter()
-                .copied()
-                .filter(|s| matches!(s, System::TxformEos | System::Baseline))
-            {
+            for system in paced.iter().copied().filter(|s| {
+                matches!(
+                    s,
+                    System::TxformEos | System::Baseline | System::BaselineEos
+                )
+            }) {
                 let run = self.latency_run(1, system, &load);
                 log_latency(&run);
                 measured.steady.push(run);

@@ -31,6 +31,10 @@ pub enum System {
     /// The plain copier with an idempotent producer: what exactly-once's producer pays (sequence
     /// numbers, at most 5 requests in flight per broker) without transactions or a transform.
     BaselineIdempotent,
+    /// The exactly-once floor (`txform-bench copy --transactional`): the plain copier inside
+    /// transactions of txform's interval, read_committed, no transform. txform beyond it is the
+    /// host's cost; it beyond the plain copier is the transaction protocol's.
+    BaselineEos,
     /// Stateful: txform exactly-once with the `count` plugin (running count per key, `[state]`).
     TxformCount,
     /// Stateful: Kafka Streams `groupByKey().count()`, exactly_once_v2, record cache off.
@@ -38,12 +42,13 @@ pub enum System {
 }
 
 impl System {
-    pub const ALL: [System; 5] = [
+    pub const ALL: [System; 6] = [
         System::TxformEos,
         System::TxformAlo,
         System::Streams,
         System::Copier,
         System::Baseline,
+        System::BaselineEos,
     ];
 
     /// The stateful systems: they count per key over a keyed input instead of copying.
@@ -58,6 +63,7 @@ impl System {
             System::Copier => "TransactionalMessageCopier",
             System::Baseline => "plain copier (baseline)",
             System::BaselineIdempotent => "plain copier, idempotent producer",
+            System::BaselineEos => "minimal exactly-once copier",
             System::TxformCount => "txform count (exactly-once, state)",
             System::StreamsCount => "Kafka Streams groupByKey().count() exactly_once_v2",
         }
@@ -72,6 +78,7 @@ impl System {
             System::Copier => "copier",
             System::Baseline => "baseline",
             System::BaselineIdempotent => "baseline-idempotent",
+            System::BaselineEos => "baseline-eos",
             System::TxformCount => "txform-count",
             System::StreamsCount => "streams-count",
         }
@@ -314,7 +321,7 @@ impl Launcher {
                     .args(["--group-mode", "--use-group-metadata"]);
                 Ok(command)
             }
-            System::Baseline | System::BaselineIdempotent => {
+            System::Baseline | System::BaselineIdempotent | System::BaselineEos => {
                 let mut command = Command::new(&self.self_exe);
                 command
                     .arg("copy")
@@ -324,6 +331,12 @@ impl Launcher {
                     .args(["--group", job.id]);
                 if system == System::BaselineIdempotent {
                     command.arg("--idempotent");
+                }
+                if system == System::BaselineEos {
+                    command
+                        .arg("--transactional")
+                        .args(["--interval-ms", &self.commit_interval_ms.to_string()])
+                        .args(["--max-records", &self.txform_max_records.to_string()]);
                 }
                 for (key, value) in &self.txform_consumer {
                     command.arg("--consumer").arg(format!("{key}={value}"));
@@ -466,6 +479,12 @@ impl Launcher {
             lines.push(
                 "plain copier, idempotent producer: the plain copier with enable.idempotence=true (acks=all, at most 5 requests in flight per broker), same properties".to_string(),
             );
+        }
+        if systems.contains(&System::BaselineEos) {
+            lines.push(format!(
+                "minimal exactly-once copier: the plain copier inside transactions (read_committed consumer, transactional producer; begin at the first record, send the offsets with the group metadata and commit {} ms later or after {} records), same properties; no transform, no batch kept, no error policy",
+                self.commit_interval_ms, self.txform_max_records
+            ));
         }
         lines
     }

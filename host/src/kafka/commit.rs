@@ -5,21 +5,26 @@
 //! *this* thread for up to 100 ms with nothing left to serve. Measured at 20,000 records/s, one
 //! commit in eight took 100 ms longer, which was most of the p99 latency. The host has waited for
 //! every delivery itself (`pipeline::finish`), and `rd_kafka_commit_transaction` flushes whatever is
-//! left on its own, its reports served by the producer's thread.
+//! left on its own, its reports served by the producer's thread (or, for a `BaseProducer`, by the
+//! calling thread inside librdkafka's own flush, which returns as soon as nothing is left).
 
 use std::ffi::CStr;
 
 use rdkafka::bindings as rdsys;
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::producer::Producer as _;
+use rdkafka::producer::{Producer, ProducerContext};
 use rdkafka::util::Timeout;
 
-use super::clients::Producer;
 use super::errors::TxnCallError;
 
 /// Commits the open transaction; the same contract as rust-rdkafka's `commit_transaction` (a
-/// retriable error means "call again"), without its pre-flush.
-pub fn commit_delivered(producer: &Producer, timeout: Timeout) -> Result<(), TxnCallError> {
+/// retriable error means "call again"), without its pre-flush. Generic so the benchmark's minimal
+/// exactly-once copier commits the same way as the host.
+pub fn commit_delivered<C, P>(producer: &P, timeout: Timeout) -> Result<(), TxnCallError>
+where
+    C: ProducerContext,
+    P: Producer<C>,
+{
     let millis = match timeout {
         Timeout::Never => -1,
         Timeout::After(d) => i32::try_from(d.as_millis()).unwrap_or(i32::MAX),
