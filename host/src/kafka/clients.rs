@@ -161,9 +161,12 @@ impl Prefetch {
 /// Fetch defaults a user may override. librdkafka's own (`fetch.min.bytes = 1`) answers a fetch as
 /// soon as one record is there, so at a moderate rate the consumer sends hundreds of tiny fetches a
 /// second and its CPU follows wall-clock time, not records (measured: 8,000 records/s of 1 KiB cost
-/// 21.7 CPU s per million records with these left alone, 11.0 with them, same p50/p99 latency; see
-/// docs/benchmarks.md). A fetch waits at most a fifth of the batch interval for more bytes: a
-/// record waits for the rest of its batch anyway, so this adds no latency a reader can see.
+/// 17-22 CPU s per million records with these left alone). But a fetch held back is a record
+/// fetched late, and a record fetched after the interval's end waits for the next transaction: the
+/// wait shows in end-to-end latency. 64 KiB within a tenth of the batch interval kept the latency
+/// of the minimal exactly-once copier at 20,000 records/s (p50 66-68 ms against its 66) for 9-11
+/// CPU s per million at 8,000 records/s; 256 KiB within a fifth cost 7.5 but added 6 ms at 20,000
+/// records/s and 12 ms at 8,000 (docs/benchmarks.md, issue 13 part 9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FetchDefaults {
     min_bytes: u32,
@@ -172,16 +175,16 @@ struct FetchDefaults {
 
 impl FetchDefaults {
     /// Enough bytes that a fetch at full speed is never held back (a fraction of librdkafka's
-    /// per-partition fetch size).
-    const MIN_BYTES: u32 = 256 * 1024;
+    /// per-partition fetch size), few enough that a moderate rate fills them in milliseconds.
+    const MIN_BYTES: u32 = 64 * 1024;
     /// librdkafka's default, the upper bound for long batch intervals.
     const MAX_WAIT_MS: u64 = 500;
 
     fn for_batch_wait(max_wait: std::time::Duration) -> FetchDefaults {
-        let fifth = u64::try_from(max_wait.as_millis() / 5).unwrap_or(u64::MAX);
+        let tenth = u64::try_from(max_wait.as_millis() / 10).unwrap_or(u64::MAX);
         FetchDefaults {
             min_bytes: Self::MIN_BYTES,
-            wait_max_ms: fifth.clamp(1, Self::MAX_WAIT_MS),
+            wait_max_ms: tenth.clamp(1, Self::MAX_WAIT_MS),
         }
     }
 }
@@ -279,16 +282,16 @@ mod tests {
     }
 
     #[test]
-    fn fetch_wait_is_a_fifth_of_the_batch_interval_within_librdkafkas_range() {
+    fn fetch_wait_is_a_tenth_of_the_batch_interval_within_librdkafkas_range() {
         let wait = |ms| FetchDefaults::for_batch_wait(Duration::from_millis(ms)).wait_max_ms;
-        assert_eq!(wait(100), 20);
+        assert_eq!(wait(100), 10);
         assert_eq!(wait(1), 1);
-        assert_eq!(wait(4), 1);
-        assert_eq!(wait(2_500), 500);
+        assert_eq!(wait(19), 1);
+        assert_eq!(wait(5_000), 500);
         assert_eq!(wait(60_000), 500);
         assert_eq!(
             FetchDefaults::for_batch_wait(Duration::from_millis(100)).min_bytes,
-            256 * 1024
+            64 * 1024
         );
     }
 
