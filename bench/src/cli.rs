@@ -78,7 +78,8 @@ pub struct Options {
     /// librdkafka property for txform's consumer (and the plain copier's), `key=value`
     /// (repeatable; giving any replaces all the defaults). The defaults keep librdkafka's prefetch
     /// small (RSS) and stop it from pausing a partition's fetches for a whole second whenever the
-    /// small queue is full (fetch.queue.backoff.ms defaults to 1000).
+    /// small queue is full (fetch.queue.backoff.ms defaults to 1000). `fetch.max.bytes` is what
+    /// txform's own default makes of that prefetch (half of it), given to the copiers too.
     #[arg(
         long = "txform-consumer",
         value_name = "KEY=VALUE",
@@ -86,6 +87,7 @@ pub struct Options {
             "fetch.queue.backoff.ms=5".to_string(),
             "queued.max.messages.kbytes=4096".to_string(),
             "queued.min.messages=10000".to_string(),
+            "fetch.max.bytes=2097152".to_string(),
         ]
     )]
     pub txform_consumer: Vec<String>,

@@ -30,15 +30,7 @@ const STATISTICS_INTERVAL_MS: &str = "5000";
 /// names this process's incarnation, which the group reports to whoever it fences.
 pub fn build_consumer(pipeline: &Pipeline, me: Incarnation) -> anyhow::Result<Consumer> {
     let mut config = consumer_config(pipeline);
-    let prefetch = Prefetch::for_batch(pipeline.batch.max_records, pipeline.batch.max_bytes);
-    for (key, value) in [
-        ("queued.min.messages", prefetch.messages.to_string()),
-        ("queued.max.messages.kbytes", prefetch.kbytes.to_string()),
-    ] {
-        if config.get(key).is_none() {
-            config.set(key, value);
-        }
-    }
+    bound_prefetch(&mut config, pipeline);
     if pipeline.metrics.listen.is_some() {
         // The source of `txform_consumer_lag`.
         config.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
@@ -125,6 +117,28 @@ fn consumer_config(pipeline: &Pipeline) -> ClientConfig {
     config
 }
 
+/// Bounds what the group consumer holds ahead of the batch: the prefetch ([`Prefetch`]) and the
+/// largest fetch response ([`fetch_max_bytes`]), each unless the file sets it.
+fn bound_prefetch(config: &mut ClientConfig, pipeline: &Pipeline) {
+    let prefetch = Prefetch::for_batch(pipeline.batch.max_records, pipeline.batch.max_bytes);
+    for (key, value) in [
+        ("queued.min.messages", prefetch.messages.to_string()),
+        ("queued.max.messages.kbytes", prefetch.kbytes.to_string()),
+    ] {
+        if config.get(key).is_none() {
+            config.set(key, value);
+        }
+    }
+    if config.get("fetch.max.bytes").is_none() {
+        let prefetch_kbytes = parsed(config, "queued.max.messages.kbytes", prefetch.kbytes);
+        let message_max_bytes = parsed(config, "message.max.bytes", MESSAGE_MAX_BYTES);
+        config.set(
+            "fetch.max.bytes",
+            fetch_max_bytes(prefetch_kbytes, message_max_bytes).to_string(),
+        );
+    }
+}
+
 /// How much the group consumer prefetches, a default a user may override: two batches, in records
 /// and in bytes, but at most 10,000 records or 4 MiB. librdkafka's own (100,000 messages, 64 MiB)
 /// is one queue shared by every partition, so after a failed batch is rewound its partition's
@@ -156,6 +170,25 @@ impl Prefetch {
             kbytes: (max_bytes.saturating_mul(2) / 1024).clamp(1, Self::MAX_KBYTES),
         }
     }
+}
+
+/// The largest fetch response (a default a user may override): half the prefetch bound, not
+/// librdkafka's whole bound. A response's buffer is held whole until the last of its records is let
+/// go, so the consumer holds a few responses at once whatever the bound says; at 1 KiB, 2 MiB
+/// responses took 6-10 MiB off peak RSS against 4 MiB ones (41-43 against 45-53 MiB, 6 and 60
+/// partitions), at the same rate at 1 KiB and 100 B (docs/benchmarks.md, issue 13 part 10). Never
+/// below `message.max.bytes`, which librdkafka refuses.
+fn fetch_max_bytes(prefetch_kbytes: usize, message_max_bytes: usize) -> usize {
+    (prefetch_kbytes.saturating_mul(1024) / 2).max(message_max_bytes)
+}
+
+/// `key`'s value in `config` as a number, or `default` when it is not set (or not a number:
+/// librdkafka then refuses the configuration with its own message).
+fn parsed(config: &ClientConfig, key: &str, default: usize) -> usize {
+    config
+        .get(key)
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Fetch defaults a user may override. librdkafka's own (`fetch.min.bytes = 1`) answers a fetch as
@@ -204,10 +237,7 @@ fn producer_config(pipeline: &Pipeline) -> ClientConfig {
     apply(&mut config, &pipeline.kafka.common);
     apply(&mut config, &pipeline.kafka.producer);
     if config.get("queue.buffering.max.kbytes").is_none() {
-        let message_max_bytes = config
-            .get("message.max.bytes")
-            .and_then(|bytes| bytes.parse().ok())
-            .unwrap_or(MESSAGE_MAX_BYTES);
+        let message_max_bytes = parsed(&config, "message.max.bytes", MESSAGE_MAX_BYTES);
         config.set(
             "queue.buffering.max.kbytes",
             queue_kbytes(message_max_bytes).to_string(),
@@ -252,7 +282,10 @@ fn apply(config: &mut ClientConfig, properties: &[(String, String)]) {
 
 #[cfg(test)]
 mod tests {
-    use super::{producer_config, queue_kbytes, FetchDefaults, Prefetch};
+    use super::{
+        bound_prefetch, consumer_config, fetch_max_bytes, producer_config, queue_kbytes,
+        FetchDefaults, Prefetch,
+    };
     use crate::config::tests::{parse_ok, MINIMAL};
     use std::time::Duration;
 
@@ -317,6 +350,31 @@ mod tests {
                 messages: 10_000,
                 kbytes: 4 * 1024
             }
+        );
+    }
+
+    #[test]
+    fn a_fetch_response_is_half_the_prefetch_but_never_below_the_largest_message() {
+        assert_eq!(fetch_max_bytes(4 * 1024, 1_000_000), 2 * 1024 * 1024);
+        assert_eq!(fetch_max_bytes(1024, 1_000_000), 1_000_000);
+        let fetch_max = |properties: &str| {
+            let pipeline = parse_ok(&format!("{MINIMAL}[kafka.consumer]\n{properties}\n"));
+            let mut config = consumer_config(&pipeline);
+            bound_prefetch(&mut config, &pipeline);
+            config.get("fetch.max.bytes").map(str::to_string)
+        };
+        assert_eq!(fetch_max(""), Some("2097152".to_string()));
+        assert_eq!(
+            fetch_max(r#""queued.max.messages.kbytes" = "16384""#),
+            Some("8388608".to_string())
+        );
+        assert_eq!(
+            fetch_max(r#""message.max.bytes" = "3000000""#),
+            Some("3000000".to_string())
+        );
+        assert_eq!(
+            fetch_max(r#""fetch.max.bytes" = "5000000""#),
+            Some("5000000".to_string())
         );
     }
 
