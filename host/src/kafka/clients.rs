@@ -174,10 +174,10 @@ impl Prefetch {
 
 /// The largest fetch response (a default a user may override): half the prefetch bound, not
 /// librdkafka's whole bound. A response's buffer is held whole until the last of its records is let
-/// go, so the consumer holds a few responses at once whatever the bound says; at 1 KiB, 2 MiB
-/// responses took 6-10 MiB off peak RSS against 4 MiB ones (41-43 against 45-53 MiB, 6 and 60
-/// partitions), at the same rate at 1 KiB and 100 B (docs/benchmarks.md, issue 13 part 10). Never
-/// below `message.max.bytes`, which librdkafka refuses.
+/// go, so the consumer holds a few responses at once whatever the bound says; 2 MiB responses
+/// took 6-12 MiB off the median peak RSS against 4 MiB ones (1 KiB and 100 B, 6 and 60
+/// partitions), at the same rate (docs/benchmarks.md, issue 13 part 10). Never below
+/// `message.max.bytes`, which librdkafka refuses.
 fn fetch_max_bytes(prefetch_kbytes: usize, message_max_bytes: usize) -> usize {
     (prefetch_kbytes.saturating_mul(1024) / 2).max(message_max_bytes)
 }
