@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use txform::log_format::{self, LogFormat};
 use txform::metrics::{self, Metrics};
-use txform::{config, instance_id, pipeline, plugin, shutdown};
+use txform::{allocator, config, instance_id, pipeline, plugin, shutdown};
 
 /// Exit code for a configuration or plugin problem found before any record was read.
 const EXIT_CONFIG: u8 = 2;
@@ -93,8 +93,11 @@ enum PluginCommand {
 }
 
 fn main() -> ExitCode {
+    // First, before librdkafka's threads create their malloc arenas.
+    let tuning = allocator::tune();
     let cli = Cli::parse();
     log_format::init(cli.log_format);
+    log::debug!("{tuning}");
     let format = cli.log_format;
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,

@@ -261,16 +261,18 @@ const MESSAGE_COPY_MAX_BYTES: usize = 256;
 /// librdkafka's default `message.max.bytes`.
 const MESSAGE_MAX_BYTES: usize = 1_000_000;
 
-/// The producer's queue bound (a default a user may override): 8 MiB of outputs in flight, or
+/// The producer's queue bound (a default a user may override): 4 MiB of outputs in flight, or
 /// twice `message_max_bytes` if that is more (a single message larger than the queue bound could
 /// never be enqueued). librdkafka's own is 1 GiB, so a streamed batch's in-flight outputs could
 /// grow with record size times batch count; with the bound, producing waits for room (see
 /// `pipeline::sink`). The bound does not follow the batch: a streamed batch produces each chunk at
-/// once, so the queue only covers the produce round trips. Against two batches (32 MiB at the
-/// defaults) it took 3-10 MiB off peak RSS at 1 KiB at the same rate; 4 MiB cost rate, through
-/// smaller produce requests (docs/benchmarks.md, issue 13 part 7).
+/// once, so the queue only covers the produce round trips. 8 MiB took 3-10 MiB off peak RSS at
+/// 1 KiB against two batches (32 MiB) at the same rate (issue 13 part 7, where 4 MiB then cost
+/// rate); with 2 MiB fetch responses and 256 B copies, 4 MiB took another 5 MiB off at 1 KiB
+/// (median peak 34 against 39 MiB) at the same median rate and CPU per record in nine
+/// alternating rounds each (docs/benchmarks.md, issue 13 part 11).
 fn queue_kbytes(message_max_bytes: usize) -> usize {
-    const BOUND: usize = 8 * 1024 * 1024;
+    const BOUND: usize = 4 * 1024 * 1024;
     message_max_bytes.saturating_mul(2).max(BOUND) / 1024
 }
 
@@ -379,15 +381,16 @@ mod tests {
     }
 
     #[test]
-    fn the_producer_queue_holds_8_mib_or_two_of_the_largest_messages() {
-        assert_eq!(queue_kbytes(1_000_000), 8 * 1024);
+    fn the_producer_queue_holds_4_mib_or_two_of_the_largest_messages() {
+        assert_eq!(queue_kbytes(1_000_000), 4 * 1024);
+        assert_eq!(queue_kbytes(3_000_000), 5859);
         assert_eq!(queue_kbytes(20 * 1024 * 1024), 40 * 1024);
         let queue = |properties| {
             producer_config(&pipeline(properties))
                 .get("queue.buffering.max.kbytes")
                 .map(str::to_string)
         };
-        assert_eq!(queue(""), Some("8192".to_string()));
+        assert_eq!(queue(""), Some("4096".to_string()));
         assert_eq!(
             queue(r#""message.max.bytes" = "10485760""#),
             Some("20480".to_string())
